@@ -1,0 +1,3 @@
+"""prtg-ai: a PRTG custom sensor pack for AI infrastructure."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,197 @@
+"""Filesystem reads for the checkpoint sensor: capacity, inodes and top-level entries.
+
+Reads ``statvfs`` (Linux) or the Win32 free-space API through ``shutil`` (Windows,
+no inode figures there) and lists only the top-level entries of a folder, within
+a time budget, so a multi-terabyte checkpoint tree is never walked.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prtg_ai.core.errors import SensorError
+
+
+@dataclass(frozen=True)
+class FsUsage:
+    """Capacity of the filesystem holding a folder, in bytes (and inodes)."""
+
+    total: int
+    avail: int  # usable by a normal user (f_bavail): what a training job can write
+    free: int  # including root-reserved blocks (f_bfree)
+    files: int | None
+    files_free: int | None
+    readonly: bool
+
+    @property
+    def used(self) -> int:
+        return self.total - self.free
+
+    @property
+    def used_percent(self) -> float:
+        # df's (and psutil's) definition: used / (used + avail), so reserved blocks count as full.
+        denominator = self.used + self.avail
+        return 100.0 * self.used / denominator if denominator else 0.0
+
+    @property
+    def files_free_percent(self) -> float | None:
+        if not self.files or self.files_free is None:
+            return None
+        return 100.0 * self.files_free / self.files
+
+
+def fs_usage(path: Path) -> FsUsage:
+    """Return capacity figures for the filesystem that holds ``path``."""
+    try:
+        if hasattr(os, "statvfs"):
+            st = os.statvfs(path)
+            frsize = st.f_frsize or st.f_bsize
+            return FsUsage(
+                total=st.f_blocks * frsize,
+                avail=st.f_bavail * frsize,
+                free=st.f_bfree * frsize,
+                # Filesystems without inode accounting (some FUSE / network mounts) report 0.
+                files=st.f_files or None,
+                files_free=st.f_favail if st.f_files else None,
+                readonly=bool(st.f_flag & os.ST_RDONLY),
+            )
+        usage = shutil.disk_usage(path)  # Windows: GetDiskFreeSpaceExW; free == caller's avail
+        return FsUsage(total=usage.total, avail=usage.free, free=usage.free, files=None,
+                       files_free=None, readonly=False)
+    except OSError as exc:
+        raise _as_sensor_error(path, exc) from None
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    mtime: float
+    is_dir: bool
+    size: int  # a file's size; 0 for a folder until measured
+
+
+@dataclass
+class FolderScan:
+    """The entries of a folder that matched, and whether the scan saw every entry."""
+
+    entries: list[Entry] = field(default_factory=list)
+    seen: int = 0
+    complete: bool = True
+    elapsed: float = 0.0
+
+
+def check_folder(path: Path) -> None:
+    """Raise a SensorError with a hint unless ``path`` is a readable folder."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _as_sensor_error(path, exc) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SensorError(f"{path} is a file, not a folder.",
+                          "Set --path to the folder the training job writes its checkpoints into.")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise _as_sensor_error(path, exc) from None
+
+
+def scan_top_level(path: Path, patterns: Sequence[str], budget_s: float,
+                   monotonic: Callable[[], float] = time.monotonic) -> FolderScan:
+    """List the top-level entries of ``path`` whose names match any of ``patterns``.
+
+    Hidden entries (a leading dot: temporary saves, ``.ipynb_checkpoints``) are skipped
+    unless a pattern itself starts with a dot. The scan stops when ``budget_s`` is
+    spent and says so (``complete`` is False).
+    """
+    started = monotonic()
+    scan = FolderScan()
+    try:
+        iterator = os.scandir(path)
+    except OSError as exc:
+        raise _as_sensor_error(path, exc) from None
+    with iterator:
+        for entry in iterator:
+            scan.seen += 1
+            if scan.seen % 256 == 0 and monotonic() - started > budget_s:
+                scan.complete = False
+                break
+            name = entry.name
+            if not _matches(name, patterns):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # removed between listing and stat: retention pruned it
+            is_dir = stat.S_ISDIR(st.st_mode)
+            scan.entries.append(Entry(name, st.st_mtime, is_dir, 0 if is_dir else st.st_size))
+    scan.elapsed = monotonic() - started
+    return scan
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    for pattern in patterns:
+        if name.startswith(".") and not pattern.startswith("."):
+            continue
+        if fnmatch.fnmatch(name, pattern):
+            return True
+    return False
+
+
+def tree_size(path: Path, budget_s: float, max_entries: int = 200_000,
+              monotonic: Callable[[], float] = time.monotonic) -> tuple[int, bool]:
+    """Sum the file sizes under ``path`` (one checkpoint), bounded in time and entries.
+
+    Returns ``(bytes, complete)``.
+    """
+    started = monotonic()
+    total, seen = 0, 0
+    stack = [path]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    seen += 1
+                    if seen > max_entries or (seen % 256 == 0 and monotonic() - started > budget_s):
+                        return total, False
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue  # a shard folder pruned mid-walk
+    return total, True
+
+
+def _as_sensor_error(path: Path, exc: OSError) -> SensorError:
+    if isinstance(exc, FileNotFoundError):
+        return SensorError(f"Folder {path} does not exist on this host.",
+                           "Check --path (and that the volume is mounted where the sensor runs).")
+    if isinstance(exc, NotADirectoryError):
+        return SensorError(f"{path} is not a folder.", "Set --path to the checkpoint folder.")
+    if isinstance(exc, PermissionError):
+        who = _who()
+        return SensorError(f"Permission denied reading {path}.",
+                           f"Grant the account the sensor runs as{who} read and list access to the folder.")
+    return SensorError(f"Cannot read {path}: {exc.strerror or exc}.",
+                       "Check that the volume is mounted and healthy.")
+
+
+def _who() -> str:
+    try:
+        import getpass
+
+        return f" ({getpass.getuser()})"
+    except Exception:  # no user database entry (containers): leave the name out
+        return ""

@@ -1,0 +1,172 @@
+"""The channel catalogue: one source of truth for every channel the pack emits.
+
+Each sensor has ``<sensor_id>.csv`` beside this module (DataDog's ``metadata.csv``
+pattern); ``_common.csv`` holds channels every sensor carries. A row fixes a
+channel's name, unit, sizes, float, lookup, default limits, Script v2 id and
+description. Sensors build channels only through ``Catalog.make`` so code and
+catalogue cannot drift; contract tests check both directions.
+
+Value lookups a sensor uses are in ``<sensor_id>.lookups.csv`` (see ``lookups.py``).
+
+Names may contain ``{instance}`` (per-port, per-GPU channels); such a row reserves
+``v2_span`` consecutive Script v2 ids starting at ``v2_id``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+from prtg_ai.prtg.model import Channel
+
+CATALOG_DIR = Path(__file__).resolve().parent
+COLUMNS = (
+    "key", "name", "unit", "customunit", "speedsize", "volumesize", "speedtime", "float",
+    "lookup", "limitmode", "limitmaxerror", "limitmaxwarning", "limitminwarning",
+    "limitminerror", "limitwarningmsg", "limiterrormsg", "v2_id", "v2_span", "description",
+)
+_LIMIT_KEYS = ("limitmaxerror", "limitmaxwarning", "limitminwarning", "limitminerror")
+
+
+def _num(text: str) -> float | int | None:
+    if text == "":
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """A catalogued channel."""
+
+    sensor: str
+    key: str
+    name: str
+    unit: str
+    customunit: str | None
+    speedsize: str | None
+    volumesize: str | None
+    speedtime: str | None
+    float: bool
+    lookup: str | None
+    limitmode: bool
+    limitmaxerror: float | None
+    limitmaxwarning: float | None
+    limitminwarning: float | None
+    limitminerror: float | None
+    limitwarningmsg: str | None
+    limiterrormsg: str | None
+    v2_id: int
+    v2_span: int
+    description: str
+
+    @property
+    def templated(self) -> bool:
+        return "{instance}" in self.name
+
+    def make(self, value, instance: str | None = None, index: int = 0, **overrides) -> Channel:
+        """Build a Channel carrying ``value`` with this spec's presentation and limits.
+
+        Args:
+            value: the measured value (int for integer channels, float otherwise).
+            instance: fills ``{instance}`` in templated names.
+            index: position of the instance within this row's reserved v2 id span.
+            **overrides: limit keys a user parameter changed (e.g. limitmaxwarning).
+        """
+        if self.templated:
+            if instance is None:
+                raise ValueError(f"channel {self.key!r} needs an instance")
+            if not 0 <= index < self.v2_span:
+                raise ValueError(f"channel {self.key!r}: index {index} outside its id span")
+            name = self.name.format(instance=instance)
+        else:
+            name = self.name
+        limits = {k: getattr(self, k) for k in _LIMIT_KEYS}
+        limits.update({k: v for k, v in overrides.items() if k in _LIMIT_KEYS})
+        has_limits = any(v is not None for v in limits.values())
+        return Channel(
+            name=name,
+            value=value,
+            unit=self.unit,
+            customunit=self.customunit,
+            speedsize=self.speedsize,
+            volumesize=self.volumesize,
+            speedtime=self.speedtime,
+            float=self.float,
+            valuelookup=self.lookup,
+            limitmode=(self.limitmode or bool(overrides)) if has_limits else None,
+            limitwarningmsg=self.limitwarningmsg if has_limits else None,
+            limiterrormsg=self.limiterrormsg if has_limits else None,
+            v2_id=self.v2_id + index,
+            **limits,
+        )
+
+
+class Catalog:
+    """The catalogued channels of one sensor (plus the common ones), by key."""
+
+    def __init__(self, sensor: str, specs: dict[str, ChannelSpec]):
+        self.sensor = sensor
+        self.specs = specs
+
+    def __getitem__(self, key: str) -> ChannelSpec:
+        return self.specs[key]
+
+    def __iter__(self):
+        return iter(self.specs.values())
+
+    def make(self, key: str, value, **kwargs) -> Channel:
+        return self.specs[key].make(value, **kwargs)
+
+
+def _read_rows(path: Path, sensor: str) -> dict[str, ChannelSpec]:
+    specs: dict[str, ChannelSpec] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path.name}: columns must be {COLUMNS}")
+        for row in reader:
+            key = row["key"]
+            if key in specs:
+                raise ValueError(f"{path.name}: duplicate key {key!r}")
+            specs[key] = ChannelSpec(
+                sensor=sensor,
+                key=key,
+                name=row["name"],
+                unit=row["unit"] or "Custom",
+                customunit=row["customunit"] or None,
+                speedsize=row["speedsize"] or None,
+                volumesize=row["volumesize"] or None,
+                speedtime=row["speedtime"] or None,
+                float=row["float"] == "1",
+                lookup=row["lookup"] or None,
+                limitmode=row["limitmode"] == "1",
+                limitmaxerror=_num(row["limitmaxerror"]),
+                limitmaxwarning=_num(row["limitmaxwarning"]),
+                limitminwarning=_num(row["limitminwarning"]),
+                limitminerror=_num(row["limitminerror"]),
+                limitwarningmsg=row["limitwarningmsg"] or None,
+                limiterrormsg=row["limiterrormsg"] or None,
+                v2_id=int(row["v2_id"]),
+                v2_span=int(row["v2_span"] or 1),
+                description=row["description"],
+            )
+    return specs
+
+
+@lru_cache(maxsize=None)
+def load(sensor: str) -> Catalog:
+    """Return the catalogue of ``sensor``: its own rows plus the common rows."""
+    specs = _read_rows(CATALOG_DIR / "_common.csv", sensor)
+    specs.update(_read_rows(CATALOG_DIR / f"{sensor}.csv", sensor))
+    return Catalog(sensor, specs)
+
+
+def catalogued_sensors() -> list[str]:
+    return sorted(p.stem for p in CATALOG_DIR.glob("*.csv")
+                  if not p.stem.startswith("_") and not p.name.endswith(".lookups.csv"))
+
+
+SPEC_FIELDS = tuple(f.name for f in fields(ChannelSpec))

@@ -1,0 +1,98 @@
+"""The ``prtg-ai`` command line.
+
+``prtg-ai run`` is what PRTG starts on every scan, so it takes a fast path that
+never imports click (or any other sensor's code): start-up is part of the product.
+Every other command goes through click.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+RUN_USAGE = "prtg-ai run SENSOR [--format prtg|v2|table] [--PARAM VALUE ...]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["run"] and not set(args[1:2]) & {"--help", "-h"}:
+        return run_command(args[1:])
+    from prtg_ai.commands import cli
+
+    try:
+        cli.main(args=args, prog_name="prtg-ai", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def _split_format(args: list[str]) -> tuple[str, list[str], str | None]:
+    fmt, rest, problem = "prtg", [], None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--format":
+            if i + 1 < len(args):
+                fmt = args[i + 1]
+                i += 2
+                continue
+            problem = "--format needs a value (prtg, v2 or table)"
+        elif arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    if fmt not in ("prtg", "v2", "table") and problem is None:
+        problem = f"--format {fmt!r} is not one of prtg, v2, table"
+        fmt = "prtg"
+    return fmt, rest, problem
+
+
+def run_command(args: list[str]) -> int:
+    """``prtg-ai run SENSOR ...``: print one PRTG result and exit 0, whatever happens."""
+    try:
+        from prtg_ai.core.context import Context
+        from prtg_ai.core.logsetup import configure
+        from prtg_ai.core.runtime import execute, finish
+        from prtg_ai.prtg.model import SensorResult
+
+        fmt, rest, problem = _split_format(args)
+        ctx = Context()
+        configure(ctx.state_dir, ctx.env, ctx.secrets)
+        if problem:
+            outcome = finish(SensorResult.failure(problem), fmt)
+        elif not rest or rest[0].startswith("-"):
+            from prtg_ai.core.registry import sensor_ids
+
+            outcome = finish(SensorResult.failure(
+                f"No sensor named. Usage: {RUN_USAGE}. Sensors: {', '.join(sensor_ids())}"), fmt)
+        else:
+            outcome = execute(rest[0], rest[1:], ctx, fmt)
+        text = outcome.text
+    except BaseException as exc:  # the last guard: even a broken install answers PRTG in JSON
+        if isinstance(exc, KeyboardInterrupt):
+            text = '{"prtg":{"error":1,"text":"Sensor interrupted before it finished."}}'
+        else:
+            text = ('{"prtg":{"error":1,"text":"prtg-ai could not start (%s). '
+                    'Reinstall the pack or run prtg-ai doctor on this host."}}' % type(exc).__name__)
+    _write(text)
+    return 0
+
+
+def _write(text: str) -> None:
+    data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+    stream = getattr(sys.stdout, "buffer", None)
+    try:
+        if stream is not None:
+            stream.write(data)
+            stream.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

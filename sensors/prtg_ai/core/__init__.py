@@ -1,0 +1,1 @@
+"""Sensor runtime: base class, registry, parameters, context, state store, guarded execution."""

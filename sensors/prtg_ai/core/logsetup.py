@@ -1,0 +1,49 @@
+"""Logging for sensors: a small rotating file beside the state, secrets scrubbed.
+
+PRTG reads only stdout, so tracebacks and diagnostics go to
+``<state folder>/prtg-ai.log`` (or to stderr when ``PRTG_AI_LOG=stderr``).
+``PRTG_AI_LOG_LEVEL`` sets the level (default WARNING).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from prtg_ai.core.secrets import ScrubFilter, Scrubber
+
+LOG_NAME = "prtg-ai.log"
+_MAX_BYTES = 1_000_000
+
+
+def configure(state_dir: Path, env: Mapping[str, str], scrubber: Scrubber) -> Path | None:
+    """Attach one scrubbing handler to the ``prtg_ai`` logger; return the log file, if any."""
+    logger = logging.getLogger("prtg_ai")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    level = getattr(logging, env.get("PRTG_AI_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logger.setLevel(level)
+    logger.propagate = False
+    target = env.get("PRTG_AI_LOG", "file").lower()
+    log_path: Path | None = None
+    handler: logging.Handler
+    if target == "stderr":
+        handler = logging.StreamHandler(sys.stderr)
+    elif target == "none":
+        handler = logging.NullHandler()
+    else:
+        try:
+            from logging.handlers import RotatingFileHandler
+
+            state_dir.mkdir(parents=True, exist_ok=True)
+            log_path = state_dir / LOG_NAME
+            handler = RotatingFileHandler(log_path, maxBytes=_MAX_BYTES, backupCount=2,
+                                          encoding="utf-8", delay=True)
+        except OSError:
+            handler, log_path = logging.NullHandler(), None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ScrubFilter(scrubber))
+    logger.addHandler(handler)
+    return log_path

@@ -1,0 +1,30 @@
+"""The registry of sensors: id -> (module, class), imported lazily.
+
+Lazy import keeps start-up small: ``prtg-ai run checkpoint_volume`` never imports
+the GPU or AWS code. Sensor ids are the decided contract (design.md) and name the
+module, the CLI argument, the HTTP path, the catalogue file and the testcases folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from prtg_ai.core.errors import ConfigError
+
+SENSORS: dict[str, tuple[str, str]] = {
+    "checkpoint_volume": ("prtg_ai.checkpoint_volume", "CheckpointVolumeSensor"),
+}
+
+
+def sensor_ids() -> list[str]:
+    return sorted(SENSORS)
+
+
+def get(sensor_id: str):
+    """Return the sensor class for ``sensor_id`` or raise ConfigError listing the known ids."""
+    entry = SENSORS.get(sensor_id)
+    if entry is None:
+        shown = sensor_id if len(sensor_id) <= 60 else sensor_id[:57] + "..."
+        raise ConfigError(None, f"Unknown sensor {shown!r}. Known sensors: {', '.join(sensor_ids())}")
+    module_name, class_name = entry
+    return getattr(importlib.import_module(module_name), class_name)

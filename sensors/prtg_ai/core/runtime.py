@@ -1,0 +1,110 @@
+"""The guarded runtime: whatever happens, one valid PRTG result.
+
+``execute`` resolves the sensor and its parameters, runs it, adds the
+execution-time self-metric, renders the result and checks it against PRTG's rules
+before it leaves. Every exception becomes an error result with an actionable
+text: no traceback reaches PRTG (it goes to the log) and registered secrets are
+scrubbed from the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prtg_ai.core import registry
+from prtg_ai.core.context import Context
+from prtg_ai.core.errors import ConfigError, PrtgAiError
+from prtg_ai.core.params import resolve
+from prtg_ai.prtg.model import SensorResult
+from prtg_ai.prtg.render import render, to_legacy, to_v2
+from prtg_ai.prtg.validate import validate
+
+log = logging.getLogger("prtg_ai.runtime")
+FORMATS = ("prtg", "v2", "table")
+# PRTG placeholders that carry credentials: scrubbed wherever they would appear.
+SECRET_ENV = ("prtg_windowspassword", "prtg_linuxpassword", "prtg_snmpcommunity",
+              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PRTG_AI_TOKEN")
+
+
+@dataclass
+class Outcome:
+    """What one guarded run produced."""
+
+    result: SensorResult
+    text: str
+    problems: list[str]
+
+
+def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult:
+    """Run a sensor and return its SensorResult; every failure becomes an error result."""
+    started = time.perf_counter()
+    for var in SECRET_ENV:
+        ctx.secrets.register(ctx.env.get(var))
+    try:
+        cls = registry.get(sensor_id)
+        values = resolve(cls.params, argv, ctx.env)
+        for param in cls.params:
+            if param.secret and values.get(param.name):
+                ctx.secrets.register(str(values[param.name]))
+        sensor = cls(ctx, values)
+        result = sensor.run()
+        if not result.error:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            result.add(sensor.channel("execution_time", round(elapsed_ms, 3)))
+    except ConfigError as exc:
+        result = SensorResult.failure(exc.message())
+    except PrtgAiError as exc:
+        result = SensorResult.failure(exc.message())
+    except MemoryError:
+        result = SensorResult.failure(f"Sensor {sensor_id!s:.60} ran out of memory. Check the host's free memory.")
+    except Exception as exc:  # the guard: a bug must still give PRTG a clean error
+        log.exception("Unexpected error in sensor %r", sensor_id)
+        result = SensorResult.failure(
+            f"Internal error in sensor {sensor_id!s:.60} ({type(exc).__name__}: {str(exc)[:300]}). "
+            f"Details are in the log under {ctx.state_dir}; please report it with that log."
+        )
+    return _scrubbed(result, ctx)
+
+
+def _scrubbed(result: SensorResult, ctx: Context) -> SensorResult:
+    if ctx.secrets:
+        result.text = ctx.secrets.scrub(result.text)
+        result.notes = [ctx.secrets.scrub(n) for n in result.notes]
+        for ch in result.channels:
+            ch.name = ctx.secrets.scrub(ch.name)
+    return result
+
+
+def execute(sensor_id: str, argv: Sequence[str], ctx: Context, fmt: str = "prtg") -> Outcome:
+    """Run a sensor and render it; the text is always a valid PRTG document."""
+    result = run_sensor(sensor_id, argv, ctx)
+    return finish(result, fmt)
+
+
+def finish(result: SensorResult, fmt: str) -> Outcome:
+    """Render ``result`` and enforce PRTG's rules on it before it leaves."""
+    wire = "v2" if fmt == "v2" else "prtg"
+    try:
+        text = render(result, wire)
+        problems = validate(text)
+    except (ValueError, TypeError) as exc:
+        problems = [f"could not be rendered ({exc})"]
+    if problems:
+        log.error("Result broke PRTG's rules: %s", problems)
+        result = SensorResult.failure(
+            "Internal error: the sensor produced a result PRTG would reject ("
+            + "; ".join(problems)[:500] + "). Please report it with the log."
+        )
+        text = render(result, wire)
+    if fmt == "table":
+        from prtg_ai.prtg.table import render_table
+
+        text = render_table(result)
+    return Outcome(result, text, problems)
+
+
+__all__ = ["Outcome", "execute", "finish", "run_sensor", "to_legacy", "to_v2", "FORMATS", "Path"]

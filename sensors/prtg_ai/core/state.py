@@ -1,0 +1,192 @@
+"""Per-instance state between scans: bounded samples, atomic writes, a cross-process lock.
+
+PRTG starts a new process for every scan of a script sensor, and several sensors
+(and the agent) may run at once, so rates and trends keep their samples in a
+small JSON file per sensor instance (sensor id + the parameters that identify it).
+
+* Reads and writes happen under a ``filelock`` lock (works on Windows and Linux).
+* Writes go to a temporary file in the same folder, are flushed to disk, then
+  ``os.replace``d over the old file: a crash leaves the old or the new file, never half.
+* A corrupt, truncated, foreign or unreadable file is set aside (``.corrupt``) and a
+  fresh baseline starts, with a note for the sensor message; never an exception.
+* A state that cannot be saved (read-only folder, full disk) keeps the old file
+  and adds a note; the scan still reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+FORMAT = "prtg-ai-state"
+VERSION = 1
+LOCK_TIMEOUT_S = 10.0
+log = logging.getLogger("prtg_ai.state")
+
+
+def instance_file_stem(sensor_id: str, identity: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{sensor_id}-{digest}"
+
+
+class StateSession:
+    """State of one sensor instance for the duration of one scan (use as a context manager)."""
+
+    def __init__(self, directory: Path, sensor_id: str, identity: dict[str, Any],
+                 max_samples: int = 1024, lock_timeout: float = LOCK_TIMEOUT_S):
+        self.directory = Path(directory)
+        self.sensor_id = sensor_id
+        self.identity = identity
+        self.max_samples = max_samples
+        self.lock_timeout = lock_timeout
+        stem = instance_file_stem(sensor_id, identity)
+        self.path = self.directory / f"{stem}.json"
+        self._lock_path = self.directory / f"{stem}.lock"
+        self._lock: filelock.BaseFileLock | None = None
+        self.samples: list[Any] = []
+        self.data: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.fresh = True
+        self.writable = True
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> "StateSession":
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._cannot_persist(f"state folder {self.directory} cannot be created ({exc.strerror or exc})")
+            return self
+        try:
+            self._lock = filelock.FileLock(str(self._lock_path), timeout=self.lock_timeout)
+            self._lock.acquire()
+        except filelock.Timeout:
+            self._lock = None
+            self._cannot_persist(f"state file {self.path.name} stayed locked for {self.lock_timeout:g}s by another scan")
+        except OSError as exc:
+            self._lock = None
+            self._cannot_persist(f"state folder {self.directory} is not writable ({exc.strerror or exc})")
+        self._load()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self.writable:
+                self.save()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    # -- loading ---------------------------------------------------------
+    def _cannot_persist(self, why: str) -> None:
+        self.writable = False
+        self.notes.append(f"State is not kept: {why}; rates and trends restart every scan")
+        log.warning("State not kept: %s", why)
+
+    def _load(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.notes.append(f"State file {self.path.name} is unreadable ({exc.strerror or exc}); started a fresh baseline")
+            log.warning("Unreadable state file %r: %s", str(self.path), exc)
+            return
+        problem = self._parse(raw)
+        if problem:
+            self.notes.append(f"State file {self.path.name} was {problem}; set it aside and started a fresh baseline")
+            log.warning("Discarding state file %r: %s", str(self.path), problem)
+            self._set_aside()
+
+    def _parse(self, raw: bytes) -> str | None:
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return "corrupt or truncated"
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return "not a prtg-ai state file"
+        if doc.get("version") != VERSION:
+            return f"written by another version (format {doc.get('version')!r})"
+        if doc.get("sensor") != self.sensor_id:
+            return "written for another sensor"
+        samples, data = doc.get("samples"), doc.get("data")
+        if not isinstance(samples, list) or not isinstance(data, dict):
+            return "malformed"
+        self.samples = samples[-self.max_samples:]
+        self.data = data
+        self.fresh = False
+        return None
+
+    def _set_aside(self) -> None:
+        if not self.writable:
+            return
+        try:
+            os.replace(self.path, self.path.with_suffix(".corrupt"))
+        except OSError:
+            pass
+
+    # -- saving ----------------------------------------------------------
+    def append(self, sample: Any) -> None:
+        self.samples.append(sample)
+        del self.samples[: -self.max_samples]
+
+    def save(self) -> None:
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "sensor": self.sensor_id,
+            "instance": self.identity,
+            "saved_at": time.time(),
+            "samples": self.samples[-self.max_samples:],
+            "data": self.data,
+        }
+        payload = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=self.path.stem + ".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _replace(tmp_name, self.path)
+            tmp_name = None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.notes.append(f"Could not save state to {self.directory} ({reason}); the previous state is kept")
+            log.warning("Could not save state %r: %s", str(self.path), exc)
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    pass
+
+
+def _replace(src: str, dst: Path) -> None:
+    # On Windows a reader holding the target open makes os.replace fail briefly.
+    for attempt in range(5):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+class StateStore:
+    """Opens ``StateSession``s in one folder."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def session(self, sensor_id: str, identity: dict[str, Any], max_samples: int = 1024) -> StateSession:
+        return StateSession(self.directory, sensor_id, identity, max_samples=max_samples)
