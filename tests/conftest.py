@@ -1,0 +1,51 @@
+"""Fixtures for every test; the helpers themselves live in ``support.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from prtg_ai.core.context import Context
+from prtg_ai.core.runtime import run_sensor
+from prtg_ai.prtg.model import SensorResult
+from support import COLLECTED_FILES, FakeClock, check_result
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_ctx(tmp_path, clock):
+    """Build a Context with a private state folder and the fake clock (overridable)."""
+
+    def _make(**overrides) -> Context:
+        kwargs = dict(state_dir=tmp_path / "state", clock=clock, env={})
+        kwargs.update(overrides)
+        return Context(**kwargs)
+
+    return _make
+
+
+@pytest.fixture
+def sensor_run(make_ctx):
+    """Run a sensor in-process; returns the SensorResult after validating it."""
+
+    def _run(sensor_id: str, argv: list[str], ctx: Context | None = None) -> SensorResult:
+        result = run_sensor(sensor_id, [str(a) for a in argv], ctx or make_ctx())
+        check_result(sensor_id, result)
+        return result
+
+    return _run
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Contract tests over everything the suite emitted must run after the rest.
+    COLLECTED_FILES.update(str(item.path) for item in items)
+    last = [i for i in items if i.get_closest_marker("after_all")]
+    rest = [i for i in items if not i.get_closest_marker("after_all")]
+    items[:] = rest + last
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after_all: runs after every other test (coverage contracts)")

@@ -1,0 +1,95 @@
+"""Shared test helpers: contexts with injected roots and a fake clock, sensor runners
+that validate every result against PRTG's rules, and a record of every channel emitted
+(the catalogue contract test checks that record against the catalogue).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from prtg_ai.core.context import Context
+from prtg_ai.core.runtime import finish, run_sensor
+from prtg_ai.prtg.model import SensorResult
+from prtg_ai.prtg.render import to_legacy, to_v2
+from prtg_ai.prtg.validate import validate
+
+REPO = Path(__file__).resolve().parents[1]
+# sensor id -> channel name -> set of (unit, customunit, float, lookup) seen
+EMITTED: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+COLLECTED_FILES: set[str] = set()
+SECRET_MARKERS = ("Traceback (most recent call last)",)
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_790_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+def record(sensor_id: str, result: SensorResult) -> None:
+    for ch in result.channels:
+        EMITTED[sensor_id][ch.name].add((ch.unit, ch.customunit, bool(ch.float), ch.valuelookup))
+
+
+def check_result(sensor_id: str, result: SensorResult) -> dict:
+    """Render ``result`` both ways, assert PRTG accepts both, record channels; return legacy JSON."""
+    for fmt, to_doc in (("prtg", to_legacy), ("v2", to_v2)):
+        outcome = finish(result, fmt)
+        assert outcome.problems == [], f"{fmt} result broke PRTG's rules: {outcome.problems}"
+        assert validate(outcome.text) == []
+        for marker in SECRET_MARKERS:
+            assert marker not in outcome.text
+    if not result.error:
+        record(sensor_id, result)
+    return json.loads(finish(result, "prtg").text)
+
+
+def cli_env(state_dir: Path, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRTG_AI_", "prtg_"))}
+    env["PRTG_AI_STATE_DIR"] = str(state_dir)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(args: list[str], env: dict, timeout: float = 60, user: int | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run ``prtg-ai`` as PRTG would (a new process); assert exit 0, valid PRTG JSON, no traceback."""
+    kwargs = {}
+    if user is not None:
+        kwargs["user"] = user
+    proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=timeout, **kwargs)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
+    assert validate(proc.stdout) == [], proc.stdout
+    doc = json.loads(proc.stdout)
+    if args and args[0] == "run" and len(args) > 1 and "prtg" in doc and not doc["prtg"].get("error"):
+        for ch in doc["prtg"]["result"]:
+            EMITTED[args[1]][ch["channel"]].add(
+                (ch.get("unit", "Custom"), ch.get("customunit"), ch.get("float") == 1, ch.get("valuelookup")))
+    return doc, proc
+
+
+def channels(result_or_doc) -> dict:
+    """Channel name -> value, from a SensorResult or a legacy JSON document."""
+    if isinstance(result_or_doc, SensorResult):
+        return {ch.name: ch.value for ch in result_or_doc.channels}
+    return {ch["channel"]: ch["value"] for ch in result_or_doc["prtg"]["result"]}
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
