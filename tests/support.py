@@ -64,13 +64,16 @@ def cli_env(state_dir: Path, extra: dict | None = None) -> dict:
     return env
 
 
-def run_cli(args: list[str], env: dict, timeout: float = 60, user: int | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+# Root without the capabilities that bypass file permissions: how a test sees what an
+# unprivileged PRTG service account would (setpriv from util-linux).
+UNPRIVILEGED = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def run_cli(args: list[str], env: dict, timeout: float = 60,
+            prefix: list[str] | None = None) -> tuple[dict, subprocess.CompletedProcess]:
     """Run ``prtg-ai`` as PRTG would (a new process); assert exit 0, valid PRTG JSON, no traceback."""
-    kwargs = {}
-    if user is not None:
-        kwargs["user"] = user
-    proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=timeout, **kwargs)
+    proc = subprocess.run([*(prefix or []), sys.executable, "-m", "prtg_ai.cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
     assert validate(proc.stdout) == [], proc.stdout

@@ -29,6 +29,8 @@ GIB = 1024 ** 3
 NOT_FILLING_HOURS = 8760.0  # one year: the sentinel for "not filling" (Zabbix uses 1.8e308)
 MAX_SAMPLES = 2048
 MIN_BASELINE_SAMPLES = 3
+# Scans racing for the lock can be a fraction of a second out of order; that is no clock step.
+CLOCK_STEP_TOLERANCE_S = 2.0
 # A drop of used space counts as a manual cleanup (restarting the trend) when it frees
 # this many times the typical save, and at least this share of the volume.
 CLEANUP_SAVES = 2.5
@@ -80,9 +82,10 @@ class CheckpointVolumeSensor(Sensor):
                 newest_size = newest.size
 
         result = SensorResult()
-        now = self.ctx.now()
         store = StateStore(self.ctx.state_dir)
         with store.session(self.id, self.state_identity(), max_samples=MAX_SAMPLES) as state:
+            # Read the clock under the lock: a scan that waited for it is the later sample.
+            now = self.ctx.now()
             trend = self._update_trend(state, now, usage, window, newest_size)
             for note in state.notes:
                 result.note(note)
@@ -103,11 +106,12 @@ class CheckpointVolumeSensor(Sensor):
         restarted = None
         if state.data.get("total") not in (None, usage.total):
             samples, restarted = [], "the volume's size changed"
-        if samples and now < samples[-1][0]:
+        if samples and now < samples[-1][0] - CLOCK_STEP_TOLERANCE_S:
             samples = [s for s in samples if s[0] <= now]
             restarted = "the clock moved back"
         used = usage.total - usage.avail  # what stands between a writer and "full"
         samples.append([now, used, usage.avail, usage.files_free])
+        samples.sort(key=lambda s: s[0])
         samples = [s for s in samples if s[0] >= now - window]
         points = [(float(s[0]), float(s[1])) for s in samples]
 
@@ -116,7 +120,7 @@ class CheckpointVolumeSensor(Sensor):
         cut = last_changepoint(points, threshold)
         if cut:
             freed = points[cut - 1][1] - points[cut][1]
-            restarted = f"{freed / GIB:.1f} GiB were freed at once (cleanup)"
+            restarted = f"{human_bytes(freed)} were freed at once (cleanup)"
             samples, points = samples[cut:], points[cut:]
         state.samples = thin(samples, MAX_SAMPLES)
         state.data["total"] = usage.total
@@ -157,10 +161,10 @@ class CheckpointVolumeSensor(Sensor):
             state = TREND_FILLING
         else:
             state = TREND_STABLE
-        result.add(self.channel("growth_rate", round(slope * 3600.0 / GIB, 4)))
+        result.add(self.channel("growth_rate", round(slope * 3600.0 / GIB, 6)))
         result.add(self.channel("time_to_full", round(hours, 2)))
         result.add(self.channel("fill_trend", state))
-        result.add(self.channel("gross_write_rate", round(gross * 3600.0 / GIB, 4)))
+        result.add(self.channel("gross_write_rate", round(gross * 3600.0 / GIB, 6)))
         if state >= TREND_FULL_24H:
             result.note(f"Filling at {slope * 3600.0 / GIB:.2f} GiB/h: full in about {hours:.1f} h")
 
@@ -190,6 +194,13 @@ class CheckpointVolumeSensor(Sensor):
         if newest_size:
             result.add(self.channel("room_for_saves", round(usage.avail / newest_size, 2)))
         result.text = f"Newest checkpoint {newest.name!r}, {age_min:.0f} min old"
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("TiB", 1024 ** 4), ("GiB", GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
 
 
 def _typical_increase(points: list[tuple[float, float]]) -> float:

@@ -1,0 +1,72 @@
+"""Parameters from the command line, Python Script Advanced JSON and PRTG's environment placeholders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PureWindowsPath
+
+import pytest
+
+from prtg_ai.core.errors import ConfigError
+from prtg_ai.core.params import Param, format_duration, parse_duration, resolve
+from prtg_ai.core.paths import default_state_dir
+
+DECLARED = (
+    Param("host", "str", env=("prtg_host",)),
+    Param("path", "path", required=True),
+    Param("window", "duration", default=21600.0, minimum=3600.0),
+    Param("pattern", "glob", multiple=True, default=["*"]),
+    Param("count", "int", default=1, minimum=1, maximum=8),
+    Param("verbose", "flag", default=False),
+)
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("6h", 21600), ("2d", 172800),
+                                           ("1w", 604800), ("45", 45), ("1.5h", 5400), (" 6H ", 21600)])
+def test_durations(text, seconds):
+    assert parse_duration("window", text) == seconds
+
+
+def test_format_duration():
+    assert [format_duration(x) for x in (21600, 1800, 86400, 90, 7.5)] == ["6h", "30m", "1d", "90s", "7.5s"]
+
+
+def test_cli_options_and_defaults():
+    v = resolve(DECLARED, ["--path", "/d", "--window=2h", "--pattern", "a*,b*", "--pattern", "c*", "--verbose"], {})
+    assert v == {"host": None, "path": Path("/d"), "window": 7200.0, "pattern": ["a*", "b*", "c*"], "count": 1,
+                 "verbose": True}
+
+
+def test_python_script_advanced_json():
+    doc = json.dumps({"host": "10.0.0.5", "linuxloginpassword": "s3cret", "params": "--path '/mnt/a b' --count 4"})
+    v = resolve(DECLARED, [doc], {})
+    assert v["host"] == "10.0.0.5" and v["path"] == Path("/mnt/a b") and v["count"] == 4
+
+
+def test_environment_placeholders_fill_declared_parameters_only():
+    v = resolve(DECLARED, ["--path", "/d"], {"prtg_host": "gpu-17", "prtg_linuxpassword": "x"})
+    assert v["host"] == "gpu-17"
+    assert resolve(DECLARED, ["--path", "/d", "--host", "explicit"], {"prtg_host": "gpu-17"})["host"] == "explicit"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "Parameter --path: is required"),
+    (["--path", "/d", "--count", "nine"], "Parameter --count: expected a whole number"),
+    (["--path", "/d", "--count", "9"], "above the maximum of 8"),
+    (["--path", "/d", "--window", "10m"], "below the minimum of 1h"),
+    (["--path", "/d", "--verbose=maybe"], "expected yes or no"),
+    (["--path", "/d", "--nope"], "Unknown option '--nope'"),
+    (["--path", "a\x00b"], "NUL"),
+    (["{broken json"], "does not parse"),
+])
+def test_bad_parameters_name_themselves(argv, message):
+    with pytest.raises(ConfigError) as exc:
+        resolve(DECLARED, argv, {})
+    assert message in exc.value.message()
+
+
+def test_state_dir_override_and_platform_defaults(monkeypatch):
+    assert default_state_dir({"PRTG_AI_STATE_DIR": "/x/y"}) == Path("/x/y")
+    monkeypatch.setattr("sys.platform", "win32")
+    win = default_state_dir({"PROGRAMDATA": r"C:\ProgramData"})
+    assert PureWindowsPath(str(win).replace("/", "\\")) == PureWindowsPath(r"C:\ProgramData\prtg-ai\state")
