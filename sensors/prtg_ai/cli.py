@@ -53,13 +53,13 @@ def run_command(args: list[str]) -> int:
     """``prtg-ai run SENSOR ...``: print one PRTG result and exit 0, whatever happens."""
     try:
         from prtg_ai.core.context import Context
-        from prtg_ai.core.logsetup import configure
+        from prtg_ai.core.log import prepare
         from prtg_ai.core.runtime import execute, finish
         from prtg_ai.prtg.model import SensorResult
 
         fmt, rest, problem = _split_format(args)
         ctx = Context()
-        configure(ctx.state_dir, ctx.env, ctx.secrets)
+        prepare(ctx.state_dir, ctx.env, ctx.secrets)
         if problem:
             outcome = finish(SensorResult.failure(problem), fmt)
         elif not rest or rest[0].startswith("-"):

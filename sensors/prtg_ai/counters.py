@@ -9,16 +9,10 @@ instead, and the sensor says "collecting baseline" or omits the channel.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 
-
-@dataclass(frozen=True)
-class RateResult:
-    """A rate per second, or ``None`` with the reason no rate could be given."""
-
-    value: float | None
-    reason: str | None = None
-    delta: float | None = None
+# A rate per second (``value``), or ``None`` with the ``reason`` no rate could be given.
+RateResult = namedtuple("RateResult", ("value", "reason", "delta"), defaults=(None, None))
 
 
 def is_saturated(value: int, bits: int) -> bool:

@@ -161,3 +161,31 @@ def test_read_only_remount_is_reported(tmpfs, sensor_run, make_ctx):
     result = scan(sensor_run, make_ctx, tmpfs)
     assert channels(result)["Writable"] == 0
     assert "read-only" in result.message()
+
+
+def test_clock_steps_never_give_absurd_values(tmpfs, sensor_run, make_ctx, clock):
+    for i in range(6):
+        save(tmpfs, f"step-{i:04d}", 2 * MIB, clock.now)
+        scan(sensor_run, make_ctx, tmpfs)
+        clock.advance(SCAN)
+    clock.advance(-3 * 3600)  # NTP steps the clock back three hours
+    back = scan(sensor_run, make_ctx, tmpfs)
+    assert channels(back)["Fill Trend"] == 0
+    assert "trend restarted: the clock moved back" in back.message()
+    assert channels(back)["Newest Checkpoint Age"] == 0  # a save "in the future" is not a negative age
+    clock.advance(10 * 86400)  # a jump far past the window: old samples are out of it
+    forward = scan(sensor_run, make_ctx, tmpfs)
+    assert channels(forward)["Fill Trend"] == 0 and "Growth Rate" not in channels(forward)
+
+
+def test_a_stalled_job_warns_after_the_stall_limit(tmpfs, sensor_run, make_ctx, clock):
+    save(tmpfs, "step-0001", MIB, clock.now)
+    clock.advance(50 * 60)
+    fresh = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h")
+    assert channels(fresh)["Newest Checkpoint Age"] == pytest.approx(50.0)
+    assert fresh.channel("Newest Checkpoint Age").limitmaxwarning == 60
+    assert fresh.channel("Newest Checkpoint Age").limit_state() == "ok"
+    clock.advance(20 * 60)
+    stalled = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h")
+    assert channels(stalled)["Newest Checkpoint Age"] == pytest.approx(70.0)
+    assert stalled.channel("Newest Checkpoint Age").limit_state() == "warning"

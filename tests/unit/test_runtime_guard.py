@@ -39,7 +39,7 @@ def exploding(monkeypatch):
 
 def test_a_crash_becomes_an_actionable_error_and_the_traceback_goes_to_the_log(exploding, make_ctx, tmp_path):
     ctx = make_ctx()
-    log_file = configure(ctx.state_dir, {}, ctx.secrets)
+    log_file = configure(ctx.state_dir, {}, ctx.secrets)  # what the first log call does lazily
     out = execute("exploding", ["--token", "hunter2-secret"], ctx)
     assert validate(out.text) == []
     assert "Internal error in sensor exploding (KeyError" in out.text and "log" in out.text

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 import uuid
 
-import filelock
 import pytest
 
+from prtg_ai.core.locking import FileLock
 from prtg_ai.core.state import FORMAT, VERSION, StateSession, StateStore
 from support import is_root
 
@@ -86,7 +86,7 @@ def test_unreadable_state_file_is_a_note_not_a_crash(tmp_path):
 def test_lock_held_elsewhere_times_out_with_a_note(tmp_path):
     write_samples(tmp_path, [[1, 1]])
     session = open_session(tmp_path)
-    holder = filelock.FileLock(str(session._lock_path))
+    holder = FileLock(session._lock_path)
     with holder:
         session.lock_timeout = 0.2
         with session as st:

@@ -9,26 +9,27 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prtg_ai.core.errors import SensorError
 
 
-@dataclass(frozen=True)
 class FsUsage:
-    """Capacity of the filesystem holding a folder, in bytes (and inodes)."""
+    """Capacity of the filesystem holding a folder, in bytes (and inodes).
 
-    total: int
-    avail: int  # usable by a normal user (f_bavail): what a training job can write
-    free: int  # including root-reserved blocks (f_bfree)
-    files: int | None
-    files_free: int | None
-    readonly: bool
+    ``avail`` is what a normal user can write (f_bavail: what a training job can
+    use); ``free`` includes root-reserved blocks (f_bfree).
+    """
+
+    __slots__ = ("total", "avail", "free", "files", "files_free", "readonly")
+
+    def __init__(self, total: int, avail: int, free: int, files: int | None, files_free: int | None,
+                 readonly: bool):
+        self.total, self.avail, self.free = total, avail, free
+        self.files, self.files_free, self.readonly = files, files_free, readonly
 
     @property
     def used(self) -> int:
@@ -62,6 +63,8 @@ def fs_usage(path: Path) -> FsUsage:
                 files_free=st.f_favail if st.f_files else None,
                 readonly=bool(st.f_flag & os.ST_RDONLY),
             )
+        import shutil  # Windows only: keeps shutil off the Linux start-up path
+
         usage = shutil.disk_usage(path)  # Windows: GetDiskFreeSpaceExW; free == caller's avail
         return FsUsage(total=usage.total, avail=usage.free, free=usage.free, files=None,
                        files_free=None, readonly=False)
@@ -69,22 +72,25 @@ def fs_usage(path: Path) -> FsUsage:
         raise _as_sensor_error(path, exc) from None
 
 
-@dataclass(frozen=True)
 class Entry:
-    name: str
-    mtime: float
-    is_dir: bool
-    size: int  # a file's size; 0 for a folder until measured
+    """A top-level entry: name, modification time, folder or not, a file's size (0 for folders)."""
+
+    __slots__ = ("name", "mtime", "is_dir", "size")
+
+    def __init__(self, name: str, mtime: float, is_dir: bool, size: int):
+        self.name, self.mtime, self.is_dir, self.size = name, mtime, is_dir, size
 
 
-@dataclass
 class FolderScan:
     """The entries of a folder that matched, and whether the scan saw every entry."""
 
-    entries: list[Entry] = field(default_factory=list)
-    seen: int = 0
-    complete: bool = True
-    elapsed: float = 0.0
+    __slots__ = ("entries", "seen", "complete", "elapsed")
+
+    def __init__(self):
+        self.entries: list[Entry] = []
+        self.seen = 0
+        self.complete = True
+        self.elapsed = 0.0
 
 
 def check_folder(path: Path) -> None:

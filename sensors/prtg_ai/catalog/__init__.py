@@ -15,7 +15,6 @@ Names may contain ``{instance}`` (per-port, per-GPU channels); such a row reserv
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,30 +36,24 @@ def _num(text: str) -> float | int | None:
     return int(value) if value.is_integer() else value
 
 
-@dataclass(frozen=True)
-class ChannelSpec:
-    """A catalogued channel."""
+SPEC_FIELDS = (
+    "sensor", "key", "name", "unit", "customunit", "speedsize", "volumesize", "speedtime", "float",
+    "lookup", "limitmode", "limitmaxerror", "limitmaxwarning", "limitminwarning", "limitminerror",
+    "limitwarningmsg", "limiterrormsg", "v2_id", "v2_span", "description",
+)
 
-    sensor: str
-    key: str
-    name: str
-    unit: str
-    customunit: str | None
-    speedsize: str | None
-    volumesize: str | None
-    speedtime: str | None
-    float: bool
-    lookup: str | None
-    limitmode: bool
-    limitmaxerror: float | None
-    limitmaxwarning: float | None
-    limitminwarning: float | None
-    limitminerror: float | None
-    limitwarningmsg: str | None
-    limiterrormsg: str | None
-    v2_id: int
-    v2_span: int
-    description: str
+
+class ChannelSpec:
+    """A catalogued channel (one CSV row, typed)."""
+
+    __slots__ = SPEC_FIELDS
+
+    def __init__(self, **values):
+        for name in SPEC_FIELDS:
+            setattr(self, name, values[name])
+
+    def __repr__(self) -> str:
+        return f"ChannelSpec({self.sensor}.{self.key}: {self.name!r})"
 
     @property
     def templated(self) -> bool:
@@ -168,5 +161,3 @@ def catalogued_sensors() -> list[str]:
     return sorted(p.stem for p in CATALOG_DIR.glob("*.csv")
                   if not p.stem.startswith("_") and not p.name.endswith(".lookups.csv"))
 
-
-SPEC_FIELDS = tuple(f.name for f in fields(ChannelSpec))

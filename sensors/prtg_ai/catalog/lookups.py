@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from prtg_ai.catalog import CATALOG_DIR
@@ -15,12 +14,14 @@ from prtg_ai.catalog import CATALOG_DIR
 STATES = ("Ok", "Warning", "Error", "None")
 
 
-@dataclass
 class Lookup:
-    id: str
-    desired: int
-    undefined: str
-    values: dict[int, tuple[str, str]] = field(default_factory=dict)  # value -> (state, text)
+    """One value lookup: its id, desired value, state for undefined values and value -> (state, text)."""
+
+    def __init__(self, id: str, desired: int, undefined: str):
+        self.id = id
+        self.desired = desired
+        self.undefined = undefined
+        self.values: dict[int, tuple[str, str]] = {}
 
 
 @lru_cache(maxsize=None)

@@ -8,30 +8,36 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prtg_ai.core.paths import default_state_dir
 from prtg_ai.core.secrets import Scrubber
 
 
-@dataclass
 class Context:
-    """Everything a sensor may read from the outside world, injectable for tests."""
+    """Everything a sensor may read from the outside world, injectable for tests.
 
-    sys_root: Path = Path("/sys")
-    proc_root: Path = Path("/proc")
-    clock: Callable[[], float] = time.time
-    monotonic: Callable[[], float] = time.monotonic
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    state_dir: Path | None = None
-    secrets: Scrubber = field(default_factory=Scrubber)
+    Args:
+        sys_root: where sysfs is mounted (``/sys``); tests pass a fixture tree.
+        proc_root: where procfs is mounted (``/proc``).
+        clock: wall-clock seconds since the epoch (``time.time``).
+        monotonic: a monotonic clock for time budgets (``time.monotonic``).
+        env: the environment (PRTG placeholders, AWS settings, overrides).
+        state_dir: where state and the log live (default: ``paths.default_state_dir``).
+        secrets: values scrubbed from every output and log line.
+    """
 
-    def __post_init__(self) -> None:
-        if self.state_dir is None:
-            self.state_dir = default_state_dir(self.env)
-        self.state_dir = Path(self.state_dir)
+    __slots__ = ("sys_root", "proc_root", "clock", "monotonic", "env", "state_dir", "secrets")
+
+    def __init__(self, sys_root=Path("/sys"), proc_root=Path("/proc"), clock=time.time,
+                 monotonic=time.monotonic, env=None, state_dir=None, secrets: Scrubber | None = None):
+        self.sys_root = Path(sys_root)
+        self.proc_root = Path(proc_root)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.env = dict(os.environ) if env is None else env
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(self.env)
+        self.secrets = secrets if secrets is not None else Scrubber()
 
     def now(self) -> float:
         return float(self.clock())

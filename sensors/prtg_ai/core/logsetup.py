@@ -12,10 +12,29 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from prtg_ai.core.secrets import ScrubFilter, Scrubber
+from prtg_ai.core.secrets import Scrubber
 
 LOG_NAME = "prtg-ai.log"
 _MAX_BYTES = 1_000_000
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that scrubs a record's final message in place."""
+
+    def __init__(self, scrubber: Scrubber):
+        super().__init__()
+        self.scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.scrubber:
+            message = record.getMessage()
+            record.msg = self.scrubber.scrub(message)
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.scrubber.scrub(record.exc_text)
+        return True
 
 
 def configure(state_dir: Path, env: Mapping[str, str], scrubber: Scrubber) -> Path | None:

@@ -20,9 +20,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prtg_ai.core.errors import ConfigError
 
@@ -31,27 +29,39 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-@dataclass(frozen=True)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+KINDS = ("str", "int", "float", "duration", "path", "glob", "choice", "flag")
+
+
 class Param:
     """A declared sensor parameter.
 
     ``kind`` is one of ``str``, ``int``, ``float``, ``duration`` (``90s``, ``30m``,
     ``6h``, ``2d``; seconds as a float), ``path``, ``glob``, ``choice``, ``flag``.
+    ``env`` names PRTG placeholders (environment variables) that may supply it;
+    ``state_key`` marks parameters that identify the sensor instance's state;
+    ``secret`` values are scrubbed from every output and log.
     """
 
-    name: str
-    kind: str = "str"
-    help: str = ""
-    required: bool = False
-    default: Any = None
-    multiple: bool = False
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    secret: bool = False
-    env: tuple[str, ...] = ()
-    state_key: bool = False
-    metavar: str = "VALUE"
+    __slots__ = ("name", "kind", "help", "required", "default", "multiple", "choices", "minimum",
+                 "maximum", "secret", "env", "state_key", "metavar")
+
+    def __init__(self, name: str, kind: str = "str", help: str = "", required: bool = False,
+                 default: Any = None, multiple: bool = False, choices: tuple[str, ...] = (),
+                 minimum: float | None = None, maximum: float | None = None, secret: bool = False,
+                 env: tuple[str, ...] = (), state_key: bool = False, metavar: str = "VALUE"):
+        if kind not in KINDS:
+            raise ValueError(f"parameter {name!r}: unknown kind {kind!r}")
+        self.name, self.kind, self.help, self.required = name, kind, help, required
+        self.default, self.multiple, self.choices = default, multiple, tuple(choices)
+        self.minimum, self.maximum, self.secret = minimum, maximum, secret
+        self.env, self.state_key, self.metavar = tuple(env), state_key, metavar
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r}, {self.kind!r})"
 
     @property
     def option(self) -> str:

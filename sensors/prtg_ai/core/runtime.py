@@ -9,34 +9,32 @@ scrubbed from the text.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError, PrtgAiError
+from prtg_ai.core.log import get_logger
 from prtg_ai.core.params import resolve
 from prtg_ai.prtg.model import SensorResult
-from prtg_ai.prtg.render import render, to_legacy, to_v2
+from prtg_ai.prtg.render import render
 from prtg_ai.prtg.validate import validate
 
-log = logging.getLogger("prtg_ai.runtime")
+log = get_logger("prtg_ai.runtime")
 FORMATS = ("prtg", "v2", "table")
 # PRTG placeholders that carry credentials: scrubbed wherever they would appear.
 SECRET_ENV = ("prtg_windowspassword", "prtg_linuxpassword", "prtg_snmpcommunity",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PRTG_AI_TOKEN")
 
 
-@dataclass
 class Outcome:
-    """What one guarded run produced."""
+    """What one guarded run produced: the result, its rendered text, the rule problems found."""
 
-    result: SensorResult
-    text: str
-    problems: list[str]
+    __slots__ = ("result", "text", "problems")
+
+    def __init__(self, result: SensorResult, text: str, problems: list[str]):
+        self.result, self.text, self.problems = result, text, problems
 
 
 def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult:
@@ -107,4 +105,4 @@ def finish(result: SensorResult, fmt: str) -> Outcome:
     return Outcome(result, text, problems)
 
 
-__all__ = ["Outcome", "execute", "finish", "run_sensor", "to_legacy", "to_v2", "FORMATS", "Path"]
+__all__ = ["Outcome", "execute", "finish", "run_sensor", "FORMATS"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 _MIN_SECRET_LEN = 4
 REDACTED = "***"
 
@@ -27,22 +25,3 @@ class Scrubber:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
-
-
-class ScrubFilter(logging.Filter):
-    """A logging filter that scrubs a record's final message in place."""
-
-    def __init__(self, scrubber: Scrubber):
-        super().__init__()
-        self.scrubber = scrubber
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.scrubber:
-            message = record.getMessage()
-            record.msg = self.scrubber.scrub(message)
-            record.args = None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self.scrubber.scrub(record.exc_text)
-        return True

@@ -9,12 +9,14 @@ runtime renders them.
 
 from __future__ import annotations
 
-import logging
-from typing import Any, ClassVar
-
 from prtg_ai.catalog import Catalog, load
 from prtg_ai.core.context import Context
+from prtg_ai.core.log import get_logger
 from prtg_ai.core.params import Param
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 from prtg_ai.prtg.model import Channel, SensorResult
 
 
@@ -32,7 +34,7 @@ class Sensor:
         self.ctx = ctx
         self.values = values
         self.catalog: Catalog = load(self.id)
-        self.log = logging.getLogger(f"prtg_ai.{self.id}")
+        self.log = get_logger(f"prtg_ai.{self.id}")
 
     def channel(self, key: str, value, **kwargs) -> Channel:
         """Build the catalogued channel ``key`` with ``value``."""

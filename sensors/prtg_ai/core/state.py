@@ -4,7 +4,8 @@ PRTG starts a new process for every scan of a script sensor, and several sensors
 (and the agent) may run at once, so rates and trends keep their samples in a
 small JSON file per sensor instance (sensor id + the parameters that identify it).
 
-* Reads and writes happen under a ``filelock`` lock (works on Windows and Linux).
+* Reads and writes happen under an exclusive file lock (``core.locking``: flock on
+  Linux, msvcrt on Windows), so concurrent scans never lose each other's samples.
 * Writes go to a temporary file in the same folder, are flushed to disk, then
   ``os.replace``d over the old file: a crash leaves the old or the new file, never half.
 * A corrupt, truncated, foreign or unreadable file is set aside (``.corrupt``) and a
@@ -15,26 +16,30 @@ small JSON file per sensor instance (sensor id + the parameters that identify it
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
-import tempfile
 import time
+import zlib
 from pathlib import Path
-from typing import Any
 
-import filelock
+from prtg_ai.core.locking import FileLock, LockTimeout
+from prtg_ai.core.log import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "prtg-ai-state"
 VERSION = 1
 LOCK_TIMEOUT_S = 10.0
-log = logging.getLogger("prtg_ai.state")
+log = get_logger("prtg_ai.state")
 
 
 def instance_file_stem(sensor_id: str, identity: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{sensor_id}-{digest}"
+    # Two independent 32-bit checksums: a 64-bit name without importing hashlib
+    # (OpenSSL) on every scan. The file also records its identity in full.
+    key = json.dumps(identity, sort_keys=True).encode()
+    return f"{sensor_id}-{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
 
 
 class StateSession:
@@ -50,7 +55,7 @@ class StateSession:
         stem = instance_file_stem(sensor_id, identity)
         self.path = self.directory / f"{stem}.json"
         self._lock_path = self.directory / f"{stem}.lock"
-        self._lock: filelock.BaseFileLock | None = None
+        self._lock: FileLock | None = None
         self.samples: list[Any] = []
         self.data: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -65,9 +70,9 @@ class StateSession:
             self._cannot_persist(f"state folder {self.directory} cannot be created ({exc.strerror or exc})")
             return self
         try:
-            self._lock = filelock.FileLock(str(self._lock_path), timeout=self.lock_timeout)
+            self._lock = FileLock(self._lock_path, timeout=self.lock_timeout)
             self._lock.acquire()
-        except filelock.Timeout:
+        except LockTimeout:
             self._lock = None
             self._cannot_persist(f"state file {self.path.name} stayed locked for {self.lock_timeout:g}s by another scan")
         except OSError as exc:
@@ -151,7 +156,8 @@ class StateSession:
         payload = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
         tmp_name = None
         try:
-            fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=self.path.stem + ".", suffix=".tmp")
+            tmp_name = str(self.path.with_name(f"{self.path.stem}.{os.getpid()}.{time.time_ns()}.tmp"))
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
                 fh.flush()
