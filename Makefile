@@ -1,0 +1,27 @@
+# One entry point for people and CI. `make test` is what the README and .ci/run call.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: test bench render check-generated clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run.py
+
+render: $(VENV)/.installed
+	$(VENV)/bin/prtg-ai render
+
+check-generated: $(VENV)/.installed
+	$(VENV)/bin/prtg-ai render --check
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache
