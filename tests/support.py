@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 # sensor id -> channel name -> set of (unit, customunit, float, lookup) seen
 EMITTED: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
 COLLECTED_FILES: set[str] = set()
+# lookup id -> every value a test saw a sensor emit on a channel using it
+LOOKUP_VALUES: dict[str, set] = defaultdict(set)
 SECRET_MARKERS = ("Traceback (most recent call last)",)
 
 
@@ -42,6 +44,8 @@ class FakeClock:
 def record(sensor_id: str, result: SensorResult) -> None:
     for ch in result.channels:
         EMITTED[sensor_id][ch.name].add((ch.unit, ch.customunit, bool(ch.float), ch.valuelookup))
+        if ch.valuelookup:
+            LOOKUP_VALUES[ch.valuelookup].add(ch.value)
 
 
 def check_result(sensor_id: str, result: SensorResult) -> dict:
@@ -82,6 +86,8 @@ def run_cli(args: list[str], env: dict, timeout: float = 60,
         for ch in doc["prtg"]["result"]:
             EMITTED[args[1]][ch["channel"]].add(
                 (ch.get("unit", "Custom"), ch.get("customunit"), ch.get("float") == 1, ch.get("valuelookup")))
+            if ch.get("valuelookup"):
+                LOOKUP_VALUES[ch["valuelookup"]].add(ch["value"])
     return doc, proc
 
 

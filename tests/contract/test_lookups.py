@@ -1,0 +1,63 @@
+"""Value lookups: PRTG's XML structure, and in step with the channels that use them."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from prtg_ai.catalog import load
+from prtg_ai.catalog.lookups import STATES, load_lookups
+from prtg_ai.core import registry
+from support import LOOKUP_VALUES
+
+REPO = Path(__file__).resolve().parents[2]
+OVL_FILES = sorted((REPO / "lookups").glob("*.ovl"))
+
+
+def test_there_are_lookups():
+    assert OVL_FILES
+
+
+@pytest.mark.parametrize("path", OVL_FILES, ids=lambda p: p.name)
+def test_ovl_has_the_structure_prtg_expects(path):
+    root = ET.parse(path).getroot()
+    assert root.tag == "ValueLookup"
+    assert root.get("id") == path.stem, "file name must equal the lookup id"
+    assert root.get("id").startswith("prtgai.")
+    assert root.get("undefinedState") in STATES
+    assert root.get("{http://www.w3.org/2001/XMLSchema-instance}noNamespaceSchemaLocation") == "PaeValueLookup.xsd"
+    [lookups] = list(root)
+    assert lookups.tag == "Lookups"
+    values = []
+    for item in lookups:
+        assert item.tag == "SingleInt"
+        assert item.get("state") in STATES  # exactly Ok / Warning / Error / None
+        values.append(int(item.get("value")))
+        assert item.text and item.text.strip()
+    assert len(values) == len(set(values)) and values == sorted(values)
+    assert int(root.get("desiredValue")) in values
+    desired_state = next(i.get("state") for i in lookups if int(i.get("value")) == int(root.get("desiredValue")))
+    assert desired_state == "Ok", "the desired value must be an Ok state"
+
+
+def _used_lookups() -> set[str]:
+    return {spec.lookup for sid in registry.sensor_ids() for spec in load(sid) if spec.lookup}
+
+
+def test_no_lookup_is_unused_and_every_used_one_exists():
+    defined = set(load_lookups())
+    assert _used_lookups() <= defined
+    assert defined - _used_lookups() == set(), "lookups no channel uses"
+    assert {p.stem for p in OVL_FILES} == defined
+
+
+@pytest.mark.after_all
+def test_every_emitted_lookup_value_is_defined():
+    if not LOOKUP_VALUES:
+        pytest.skip("no lookup channel was emitted in this run; run the whole suite")
+    lookups = load_lookups()
+    for lookup_id, values in LOOKUP_VALUES.items():
+        undefined = {v for v in values if int(v) not in lookups[lookup_id].values}
+        assert not undefined, f"{lookup_id}: sensors emitted values the lookup does not define: {undefined}"
