@@ -144,4 +144,166 @@ def render_cmd(check: bool) -> None:
         click.echo(f"wrote {p.relative_to(root)}")
 
 
+def _read_lines(path: str | None, option: str) -> list[str]:
+    """Non-empty, non-comment lines of a secrets file (a Kubernetes Secret or systemd credential)."""
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{option} {path}: cannot read it ({type(exc).__name__})") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _agent_logging(state_dir: Path, scrubber) -> None:
+    """Log to stderr at INFO by default (journald / kubectl logs), secrets scrubbed."""
+    import logging
+
+    from prtg_ai.core.logsetup import configure
+
+    env = dict(os.environ)
+    env.setdefault("PRTG_AI_LOG", "stderr")
+    env.setdefault("PRTG_AI_LOG_LEVEL", "INFO")
+    configure(state_dir, env, scrubber)
+    ours = logging.getLogger("prtg_ai")
+    theirs = logging.getLogger("waitress")  # waitress' own warnings get the same scrubbing handler
+    theirs.handlers = list(ours.handlers)
+    theirs.setLevel(logging.WARNING)
+    theirs.propagate = False
+
+
+@cli.command("serve")
+@click.option("--listen", default="127.0.0.1:9705", show_default=True, envvar="PRTG_AI_LISTEN",
+              help="HOST:PORT to listen on (0.0.0.0:PORT for every interface; needs authentication).")
+@click.option("--token", "tokens", multiple=True, envvar="PRTG_AI_TOKEN", metavar="TOKEN",
+              help="Accept this token (Bearer header or token= in the URL); repeatable. Env: PRTG_AI_TOKEN.")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File with one accepted token per line (keeps tokens out of the process list).")
+@click.option("--basic-auth", "basic", multiple=True, envvar="PRTG_AI_BASIC_AUTH", metavar="USER:PASSWORD",
+              help="Accept HTTP basic authentication with these credentials; repeatable.")
+@click.option("--allow", "allow", multiple=True, metavar="CIDR",
+              help="Only answer clients in this network (e.g. the PRTG probe's address); repeatable.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback listener without authentication.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="The PEM private key of --tls-cert.")
+@click.option("--state-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where rate/trend samples are kept (default: the state folder's 'agent' subfolder).")
+@click.option("--cache-ttl", type=click.FloatRange(0, 300), default=5.0, show_default=True,
+              help="Seconds one sensor result is shared by identical requests.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Worker threads.")
+@click.option("--connection-limit", type=click.IntRange(8, 100_000), default=1000, show_default=True,
+              help="Open connections at most (idle and slow ones included).")
+@click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
+              help="Seconds before an idle or stalled connection is closed.")
+def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basic: tuple[str, ...],
+              allow: tuple[str, ...], insecure: bool, tls_cert: str | None, tls_key: str | None,
+              state_dir: str | None, cache_ttl: float, threads: int, connection_limit: int,
+              channel_timeout: int) -> None:
+    """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
+
+    PRTG polls GET /sensors/SENSOR?PARAM=VALUE (the page at / lists the URLs);
+    GET /health answers liveness probes. Stops gracefully on SIGTERM.
+    Authenticate with --token / --basic-auth, restrict clients with --allow,
+    and add --tls-cert/--tls-key for HTTPS.
+    """
+    from prtg_ai.agent.app import AgentApp
+    from prtg_ai.agent.auth import AuthConfigError, Authenticator, check_listen_policy, parse_basic, parse_networks
+    from prtg_ai.agent.cache import SharedResources, activate
+    from prtg_ai.agent.server import AgentServer, parse_listen, serve, tls_context
+    from prtg_ai.core.paths import default_state_dir
+    from prtg_ai.core.secrets import Scrubber
+
+    scrubber = Scrubber()
+    all_tokens = [t for t in tokens if t.strip()] + _read_lines(token_file, "--token-file")
+    for secret in all_tokens + [b.partition(":")[2] for b in basic]:
+        scrubber.register(secret)
+    try:
+        host, port = parse_listen(listen)
+        auth = Authenticator(tokens=all_tokens, basic=[parse_basic(b) for b in basic],
+                             allow=parse_networks(allow), scrubber=scrubber)
+        warning = check_listen_policy(host, auth, insecure)
+    except (AuthConfigError, ValueError) as exc:
+        raise click.ClickException(scrubber.scrub(str(exc))) from None
+    if bool(tls_cert) != bool(tls_key):
+        raise click.ClickException("--tls-cert and --tls-key go together")
+    context = None
+    if tls_cert:
+        import ssl
+
+        try:
+            context = tls_context(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.ClickException(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    folder = Path(state_dir) if state_dir else default_state_dir() / "agent"
+    _agent_logging(folder, scrubber)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    hub = SharedResources()
+    activate(hub)
+    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub)
+    try:
+        server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
+                             connection_limit=connection_limit, channel_timeout=channel_timeout)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    methods = ", ".join(auth.methods) or "none"
+    sys.exit(serve(server, announce=lambda m: click.echo(
+        f"{m} (auth: {methods})" if "listening" in m else m)))
+
+
+@cli.command("push")
+@click.option("--probe", required=True, envvar="PRTG_AI_PROBE", metavar="URL",
+              help="The probe's push URL base, e.g. https://probe.example:5051 (HTTP Push Data Advanced).")
+@click.option("--token", "tokens", multiple=True, envvar="PRTG_AI_PUSH_TOKENS", metavar="SENSOR[:LABEL]=TOKEN",
+              help="Push SENSOR's result to the push sensor with this Identification Token; repeatable.")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File with one SENSOR[:LABEL]=TOKEN per line (keeps tokens out of the process list).")
+@click.option("--sensor-args", "sensor_args", multiple=True, metavar='SENSOR[:LABEL]="--PARAM VALUE ..."',
+              help="Parameters of a pushed sensor, as prtg-ai run takes them; repeatable.")
+@click.option("--interval", type=click.FloatRange(1, 86400), default=60.0, show_default=True,
+              help="Seconds between pushes (match the push sensor's scanning interval).")
+@click.option("--timeout", type=click.FloatRange(0.5, 300), default=15.0, show_default=True,
+              help="Seconds one POST may take.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="CA bundle that signed the probe's certificate.")
+@click.option("--insecure-skip-verify", is_flag=True, help="Do not verify the probe's TLS certificate.")
+@click.option("--once", is_flag=True, help="Push each sensor once (with retries) and exit; 1 if one failed.")
+def push_cmd(probe: str, tokens: tuple[str, ...], token_file: str | None, sensor_args: tuple[str, ...],
+             interval: float, timeout: float, ca_file: str | None, insecure_skip_verify: bool, once: bool) -> None:
+    """Run sensors on a schedule and POST each result to PRTG's HTTP Push Data Advanced sensor.
+
+    For nodes PRTG cannot reach. Example:
+
+        prtg-ai push --probe https://probe:5051 --token checkpoint_volume=TOKEN
+        --sensor-args checkpoint_volume="--path /data/ckpt"
+
+    Failed pushes are retried with exponential backoff and jitter; SIGTERM stops it cleanly.
+    """
+    from prtg_ai.agent.push import PushConfigError, Pusher, install_signal_handlers, parse_targets
+    from prtg_ai.core.context import Context
+
+    ctx = Context()
+    specs = [t for t in tokens if t.strip()] + _read_lines(token_file, "--token-file")
+    for spec in specs:
+        ctx.secrets.register(spec.partition("=")[2].strip())
+    if ca_file and insecure_skip_verify:
+        raise click.ClickException("--ca-file and --insecure-skip-verify contradict each other; give one")
+    try:
+        targets = parse_targets(specs, sensor_args)
+        pusher = Pusher(probe, targets, interval, verify=False if insecure_skip_verify else (ca_file or True),
+                        timeout=timeout, ctx=ctx)
+    except PushConfigError as exc:
+        raise click.ClickException(ctx.secrets.scrub(str(exc))) from None
+    _agent_logging(ctx.state_dir, ctx.secrets)
+    if insecure_skip_verify:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")  # said once below instead
+        click.echo("warning: TLS certificate verification is OFF (--insecure-skip-verify)", err=True)
+    install_signal_handlers(pusher)
+    sys.exit(pusher.run(once=once))
+
+
 __all__ = ["cli", "RUN_USAGE"]
