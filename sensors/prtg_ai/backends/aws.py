@@ -1,10 +1,534 @@
-"""AWS access through boto3; the only module that imports it.
+"""AWS access through boto3; the only module that imports it, and only inside functions.
 
-Endpoints, profiles and regions follow boto3's own settings (``AWS_ENDPOINT_URL``,
-``AWS_PROFILE``, ``AWS_DEFAULT_REGION``...).
+Importing this module costs nothing: boto3/botocore load on the first call, so a
+``gpu_spend`` scan answered from its cache never loads them.
+
+Endpoints, profiles and regions follow boto3's own settings: ``AWS_ENDPOINT_URL``,
+per-service ``AWS_ENDPOINT_URL_<SERVICE>`` (``..._COST_EXPLORER``, ``..._PRICING``,
+``..._EC2``, ``..._CLOUDWATCH``, ``..._BUDGETS``, ``..._STS``), ``AWS_PROFILE`` /
+``--profile``, ``AWS_DEFAULT_REGION``, the shared config files and instance roles.
+Every client has short connect/read timeouts and at most one retry; Cost Explorer
+clients none (each request costs $0.01, and a throttled refresh is answered from
+the cache instead).
+
+What it reads, and the IAM action each call needs (``IAM_ACTIONS``; the shipped
+least-privilege policy is ``installer/assets/iam/prtg-ai-gpu-spend-policy.json``):
+
+* STS ``GetCallerIdentity`` (no permission needed): the account id that keys the shared cost cache;
+* Cost Explorer ``GetCostAndUsage`` / ``GetCostForecast`` (us-east-1): GPU-family spend;
+* Budgets ``DescribeBudgets`` (``budgets:ViewBudget``);
+* EC2 ``DescribeInstances``, ``DescribeInstanceTypes``, ``DescribeSpotPriceHistory``;
+* Pricing ``GetProducts`` (us-east-1): on-demand list prices;
+* CloudWatch ``ListMetrics`` / ``GetMetricData``: CWAgent ``nvidia_smi_utilization_gpu``, ``AWS/EC2 CPUUtilization``.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from prtg_ai.core.errors import SensorError
+from prtg_ai.core.log import get_logger
+
+log = get_logger("prtg_ai.aws")
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 15.0
+MAX_ATTEMPTS = 2          # one retry for the free read APIs
+CE_MAX_ATTEMPTS = 1       # none for Cost Explorer: a retry is another $0.01 and throttling is served from cache
+MAX_CE_PAGES = 10         # each page is billed; an unfiltered surprise must not run up a bill
+MAX_PAGES = 50
+POLICY_FILE = "installer/assets/iam/prtg-ai-gpu-spend-policy.json"
+
+# (service, operation) -> the IAM action it needs (None: needs no permission).
+IAM_ACTIONS: dict[tuple[str, str], str | None] = {
+    ("sts", "GetCallerIdentity"): None,
+    ("ce", "GetCostAndUsage"): "ce:GetCostAndUsage",
+    ("ce", "GetCostForecast"): "ce:GetCostForecast",
+    ("budgets", "DescribeBudgets"): "budgets:ViewBudget",
+    ("ec2", "DescribeInstances"): "ec2:DescribeInstances",
+    ("ec2", "DescribeInstanceTypes"): "ec2:DescribeInstanceTypes",
+    ("ec2", "DescribeSpotPriceHistory"): "ec2:DescribeSpotPriceHistory",
+    ("pricing", "GetProducts"): "pricing:GetProducts",
+    ("cloudwatch", "ListMetrics"): "cloudwatch:ListMetrics",
+    ("cloudwatch", "GetMetricData"): "cloudwatch:GetMetricData",
+}
+# Every (service, operation) this process called: tests check it against IAM_ACTIONS and the policy.
+CALLED: set[tuple[str, str]] = set()
+# HTTP requests sent per service (every attempt, counted by a botocore hook): what AWS bills for CE.
+SENT: Counter = Counter()
+
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
+           "AuthorizationError", "UnauthorizedException"}
+_THROTTLED = {"Throttling", "ThrottlingException", "ThrottledException", "LimitExceededException",
+              "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled",
+              "RequestThrottledException", "SlowDown", "EC2ThrottledException"}
+_BAD_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "AuthFailure",
+                    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
+                    "InvalidAccessKeyId", "IncompleteSignature", "MissingAuthenticationToken"}
+_SERVICE_NAMES = {"ce": "Cost Explorer", "pricing": "Pricing", "ec2": "EC2", "cloudwatch": "CloudWatch",
+                  "budgets": "Budgets", "sts": "STS"}
+
+
+# -- errors ----------------------------------------------------------------------
+class AwsError(SensorError):
+    """An AWS call failed; ``kind`` says how the sensor should treat it.
+
+    Kinds: ``credentials`` and ``denied`` are configuration problems (error result);
+    ``throttled``, ``unreachable`` and ``failed`` are transient (serve the cache).
+    """
+
+    kind = "failed"
+    transient = True
+
+    def __init__(self, problem: str, hint: str = "", action: str | None = None, code: str | None = None):
+        super().__init__(problem, hint)
+        self.action = action
+        self.code = code
+
+
+class AwsNoCredentials(AwsError):
+    kind, transient = "credentials", False
+
+
+class AwsDenied(AwsError):
+    kind, transient = "denied", False
+
+
+class AwsThrottled(AwsError):
+    kind = "throttled"
+
+
+class AwsUnreachable(AwsError):
+    kind = "unreachable"
+
+
+def _what(service: str, op: str) -> str:
+    return f"{_SERVICE_NAMES.get(service, service)} {op}"
+
+
+def translate(exc: BaseException, service: str, op: str) -> AwsError:
+    """Turn a boto3/botocore exception into an ``AwsError`` with an actionable text (never the secret)."""
+    from botocore import exceptions as bx
+
+    action = IAM_ACTIONS.get((service, op))
+    what = _what(service, op)
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return AwsNoCredentials(
+            f"No AWS credentials found for {what}.",
+            "Give the probe credentials: an instance/task role, --profile NAME with a profile in the "
+            "shared config, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the sensor's environment.")
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsNoCredentials(f"AWS profile {exc.kwargs.get('profile', '')!s:.60} not found.",
+                                "Check --profile / AWS_PROFILE against ~/.aws/config of the account the probe runs as.")
+    credential_errors = tuple(getattr(bx, name) for name in (
+        "CredentialRetrievalError", "NoAuthTokenError", "SSOTokenLoadError", "TokenRetrievalError",
+        "UnauthorizedSSOTokenError", "InvalidConfigError") if hasattr(bx, name))
+    if isinstance(exc, credential_errors):
+        return AwsNoCredentials(f"AWS credentials could not be loaded for {what} ({type(exc).__name__}).",
+                                "Check the profile's credential source (role, SSO login, process).")
+    if isinstance(exc, bx.NoRegionError):
+        return AwsError(f"No AWS region for {what}.", "Give --region or set AWS_DEFAULT_REGION.")
+    if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "") or ""
+        kind = "timed out" if "Timeout" in type(exc).__name__ else "could not be reached"
+        return AwsUnreachable(
+            f"AWS endpoint {endpoint!s:.120} for {what} {kind}.".replace("  ", " "),
+            "Check the probe's network path / proxy to AWS and any AWS_ENDPOINT_URL setting.")
+    if isinstance(exc, bx.ClientError):
+        err = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+        code = str(err.get("Code", "") or "")
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) if isinstance(exc.response, dict) else 0
+        message = " ".join(str(err.get("Message", "") or "").split())[:200]
+        log.info("%s failed: %s %s", what, code, message)
+        if code in _DENIED or "not authorized to perform" in message:
+            needed = action or f"{service}:{op}"
+            return AwsDenied(
+                f"AWS denied {what}: the credentials lack IAM permission {needed} ({code}).",
+                f"Add {needed} to the probe's IAM policy (the pack ships the least-privilege policy {POLICY_FILE}).",
+                action=needed, code=code)
+        if code in _BAD_CREDENTIALS:
+            return AwsNoCredentials(f"AWS rejected the credentials for {what} ({code}).",
+                                    "Check the access key is active and the clock of the probe is right.",
+                                    code=code)
+        if code in _THROTTLED or status == 429:
+            return AwsThrottled(f"AWS throttled {what} ({code or status}).",
+                                "The sensor backs off and serves cached data; fewer sensors per account help.",
+                                code=code)
+        if code == "OptInRequired":
+            return AwsDenied(f"{what} needs an opt-in for this account ({code}).",
+                             "Enable the service for the account (Cost Explorer: Billing console).", code=code)
+        return AwsError(f"AWS {what} failed ({code or status}: {message}).".replace(": )", ")"),
+                        "Transient: the sensor retries later.", code=code)
+    if isinstance(exc, bx.ParamValidationError):
+        return AwsError(f"AWS {what} was called with an invalid parameter ({str(exc)[:200]}).",
+                        "This is a bug in prtg-ai; please report it.")
+    if isinstance(exc, bx.BotoCoreError):
+        return AwsError(f"AWS {what} failed ({type(exc).__name__}).", "Transient: the sensor retries later.")
+    raise exc
+
+
+# -- clients ----------------------------------------------------------------------
+# Long-running hosts (the agent) and in-process tests reuse sessions and clients; a
+# PRTG script scan is one process and builds them once. The key covers every AWS_*
+# setting, so a changed endpoint or key gets new ones.
+_SESSIONS: dict[str, Any] = {}
+_CLIENTS: dict[tuple, Any] = {}
+_MAX_CACHED = 64
+# AWS_ENDPOINT_URL_<SERVICE> names boto3 reads (the service id, upper-cased, spaces as underscores).
+SERVICE_ENV = {"ce": "COST_EXPLORER", "pricing": "PRICING", "ec2": "EC2", "cloudwatch": "CLOUDWATCH",
+               "budgets": "BUDGETS", "sts": "STS"}
+
+
+def _aws_view(env) -> tuple:
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith("AWS_")))
+
+
+def _max_attempts(env) -> int:
+    """At most ``MAX_ATTEMPTS``; fewer when the operator's ``AWS_MAX_ATTEMPTS`` asks for fewer."""
+    try:
+        wanted = int(env.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))
+    except ValueError:
+        wanted = MAX_ATTEMPTS
+    return max(1, min(MAX_ATTEMPTS, wanted))
+
+
+def _count_send(service: str, **_kwargs) -> None:
+    SENT[service] += 1
+
+
+class Aws:
+    """One AWS identity (profile or default chain) and the calls the sensor makes with it.
+
+    Args:
+        profile: ``--profile``; None for boto3's default chain.
+        env: the sensor context's environment. When its ``AWS_*`` settings are the
+            process's (every real scan), boto3 resolves everything itself. When a caller
+            injected different ones (tests, embedding), the session is *hermetic*:
+            credentials, profile, region, endpoints and config files come from ``env``
+            only, and without credentials there it fails before any network access,
+            so an injected environment can never fall through to the host's keys or to
+            the instance metadata service.
+    """
+
+    def __init__(self, profile: str | None = None, env=None):
+        self.env = dict(os.environ) if env is None else dict(env)
+        self.hermetic = _aws_view(self.env) != _aws_view(os.environ)
+        self.profile = profile or (self.env.get("AWS_PROFILE") if self.hermetic else None) or None
+        self._key = hashlib.sha256(repr((self.profile, self.hermetic, _aws_view(self.env))).encode()).hexdigest()
+        self._start = Counter(SENT)
+
+    # -- plumbing --------------------------------------------------------
+    def _session(self):
+        session = _SESSIONS.get(self._key)
+        if session is None:
+            import boto3  # lazily: only a scan that must refresh pays for it
+
+            if len(_SESSIONS) >= _MAX_CACHED:
+                _SESSIONS.clear()
+                _CLIENTS.clear()
+            session = self._hermetic_session(boto3) if self.hermetic else \
+                boto3.session.Session(profile_name=self.profile)
+            _SESSIONS[self._key] = session
+        return session
+
+    def _hermetic_session(self, boto3):
+        import botocore.session
+
+        env = self.env
+        core = botocore.session.Session()
+        for var, name in (("AWS_CONFIG_FILE", "config_file"), ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file")):
+            if env.get(var):
+                core.set_config_variable(name, env[var])
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY") and not self.profile:
+            return boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                         aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+                                         region_name=region, botocore_session=core)
+        if self.profile:
+            return boto3.session.Session(profile_name=self.profile, region_name=region, botocore_session=core)
+        from botocore.exceptions import NoCredentialsError
+
+        raise NoCredentialsError()
+
+    def _endpoint(self, service: str) -> str | None:
+        if not self.hermetic:
+            return None  # boto3 reads AWS_ENDPOINT_URL(_<SERVICE>) and the profile's endpoint_url itself
+        return self.env.get(f"AWS_ENDPOINT_URL_{SERVICE_ENV.get(service, service.upper())}") or \
+            self.env.get("AWS_ENDPOINT_URL") or None
+
+    def _client(self, service: str, region: str | None):
+        key = (self._key, service, region)
+        client = _CLIENTS.get(key)
+        if client is None:
+            from functools import partial
+
+            from botocore.config import Config
+
+            attempts = CE_MAX_ATTEMPTS if service == "ce" else _max_attempts(self.env)
+            config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                            retries={"mode": "standard", "total_max_attempts": attempts},
+                            user_agent_extra="prtg-ai-gpu-spend")
+            client = self._session().client(service, region_name=region, config=config,
+                                            endpoint_url=self._endpoint(service))
+            client.meta.events.register("before-send", partial(_count_send, service))
+            _CLIENTS[key] = client
+        return client
+
+    def _call(self, service: str, region: str | None, op: str, **kwargs) -> dict:
+        CALLED.add((service, op))
+        try:
+            from botocore import xform_name
+
+            client = self._client(service, region)
+            return getattr(client, xform_name(op))(**kwargs)
+        except AwsError:
+            raise
+        except Exception as exc:  # translated to an actionable AwsError; anything else is re-raised
+            raise translate(exc, service, op) from None
+
+    def sent(self, service: str) -> int:
+        """HTTP requests sent to ``service`` by this object so far (retries included)."""
+        return SENT[service] - self._start[service]
+
+    def default_region(self) -> str | None:
+        """The region boto3 would use (environment or profile), without a network call."""
+        try:
+            return self._session().region_name
+        except Exception as exc:
+            raise translate(exc, "sts", "GetCallerIdentity") from None
+
+    def _global_region(self) -> str:
+        # Cost Explorer, Pricing, Budgets and STS answer in us-east-1 (China: cn-northwest-1).
+        region = self.env.get("AWS_REGION") or self.env.get("AWS_DEFAULT_REGION") or ""
+        return "cn-northwest-1" if region.startswith("cn-") else "us-east-1"
+
+    # -- identity ----------------------------------------------------------
+    def account_id(self) -> str:
+        """The 12-digit account id of the credentials (STS GetCallerIdentity; needs no permission)."""
+        doc = self._call("sts", self._global_region(), "GetCallerIdentity")
+        return str(doc["Account"])
+
+    # -- Cost Explorer -------------------------------------------------------
+    def cost_and_usage(self, start: date, end: date, families: Sequence[str], metric: str) -> list[dict]:
+        """Daily ``metric`` of the given instance families over ``[start, end)``: all pages of ``ResultsByTime``.
+
+        No GroupBy (each group multiplies pages, each page costs $0.01), one root
+        operator in the filter, and a hand loop on NextPageToken (botocore has no paginator).
+        """
+        request: dict[str, Any] = {
+            "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},
+            "Granularity": "DAILY",
+            "Metrics": [metric],
+            "Filter": {"Dimensions": {"Key": "INSTANCE_TYPE_FAMILY", "Values": list(families)}},
+        }
+        results: list[dict] = []
+        for _ in range(MAX_CE_PAGES):
+            doc = self._call("ce", self._global_region(), "GetCostAndUsage", **request)
+            results.extend(doc.get("ResultsByTime") or [])
+            token = doc.get("NextPageToken")
+            if not token:
+                break
+            request["NextPageToken"] = token
+        return results
+
+    def cost_forecast(self, start: date, end: date, families: Sequence[str], metric: str) -> float | None:
+        """Cost Explorer's forecast of ``metric`` over ``[start, end)``; None when AWS has too little history."""
+        try:
+            doc = self._call("ce", self._global_region(), "GetCostForecast",
+                             TimePeriod={"Start": start.isoformat(), "End": end.isoformat()},
+                             Metric=metric, Granularity="MONTHLY",
+                             Filter={"Dimensions": {"Key": "INSTANCE_TYPE_FAMILY", "Values": list(families)}})
+        except AwsError as exc:
+            if exc.code == "DataUnavailableException":
+                return None
+            raise
+        total = doc.get("Total") or {}
+        if str(total.get("Unit", "USD")).upper() != "USD":
+            return None
+        return float(total.get("Amount", "0"))
+
+    def budgets(self, account: str) -> list[dict]:
+        """Every budget of the account (``DescribeBudgets``, paged by hand)."""
+        out: list[dict] = []
+        request: dict[str, Any] = {"AccountId": account, "MaxResults": 100}
+        for _ in range(MAX_PAGES):
+            doc = self._call("budgets", self._global_region(), "DescribeBudgets", **request)
+            out.extend(doc.get("Budgets") or [])
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        return out
+
+    # -- EC2 ---------------------------------------------------------------
+    def running_instances(self, region: str) -> list[dict]:
+        """Pending and running instances: id, type, AZ and whether they are spot.
+
+        No instance-type filter: wildcards are not honoured everywhere, and a GPU type
+        outside the family list must still be found (DescribeInstanceTypes decides).
+        """
+        out: list[dict] = []
+        request: dict[str, Any] = {"Filters": [{"Name": "instance-state-name", "Values": ["pending", "running"]}],
+                                   "MaxResults": 1000}
+        for _ in range(MAX_PAGES):
+            doc = self._call("ec2", region, "DescribeInstances", **request)
+            for reservation in doc.get("Reservations") or []:
+                for inst in reservation.get("Instances") or []:
+                    out.append({
+                        "id": inst.get("InstanceId", ""),
+                        "type": inst.get("InstanceType", ""),
+                        "az": (inst.get("Placement") or {}).get("AvailabilityZone", ""),
+                        # On-demand instances have no InstanceLifecycle at all.
+                        "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
+                    })
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        return out
+
+    def instance_types(self, region: str, types: Iterable[str]) -> dict[str, dict]:
+        """``DescribeInstanceTypes`` entries by type name (unknown names are skipped)."""
+        names = sorted(set(types))
+        out: dict[str, dict] = {}
+        for i in range(0, len(names), 100):
+            batch = names[i:i + 100]
+            try:
+                docs = self._instance_type_pages(region, batch)
+            except AwsError as exc:
+                if exc.code != "InvalidInstanceType" or len(batch) == 1:
+                    if exc.code == "InvalidInstanceType":
+                        continue
+                    raise
+                docs = []
+                for name in batch:  # one unknown name fails the batch: ask one by one
+                    try:
+                        docs.extend(self._instance_type_pages(region, [name]))
+                    except AwsError as inner:
+                        if inner.code != "InvalidInstanceType":
+                            raise
+            for entry in docs:
+                out[entry["InstanceType"]] = entry
+        return out
+
+    def _instance_type_pages(self, region: str, names: list[str]) -> list[dict]:
+        out: list[dict] = []
+        request: dict[str, Any] = {"InstanceTypes": names}
+        for _ in range(MAX_PAGES):
+            doc = self._call("ec2", region, "DescribeInstanceTypes", **request)
+            out.extend(doc.get("InstanceTypes") or [])
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        return out
+
+    def spot_prices(self, region: str, types: Iterable[str], when: datetime) -> dict[str, dict[str, float]]:
+        """Current Linux spot price per type and AZ (the last change at or before ``when``)."""
+        names = sorted(set(types))
+        if not names:
+            return {}
+        latest: dict[tuple[str, str], tuple[datetime, float]] = {}
+        request: dict[str, Any] = {"InstanceTypes": names,
+                                   "ProductDescriptions": ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
+                                   "StartTime": when, "EndTime": when, "MaxResults": 1000}
+        for _ in range(MAX_PAGES):
+            doc = self._call("ec2", region, "DescribeSpotPriceHistory", **request)
+            for item in doc.get("SpotPriceHistory") or []:
+                try:
+                    price = float(item["SpotPrice"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                key = (item.get("InstanceType", ""), item.get("AvailabilityZone", ""))
+                stamp = item.get("Timestamp") or datetime.min
+                if key not in latest or _naive(stamp) >= _naive(latest[key][0]):
+                    latest[key] = (stamp, price)
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        out: dict[str, dict[str, float]] = {}
+        for (itype, az), (_, price) in latest.items():
+            out.setdefault(itype, {})[az] = price
+        return out
+
+    # -- Pricing -------------------------------------------------------------
+    def on_demand_price_list(self, region: str, instance_type: str) -> list:
+        """The Pricing ``PriceList`` of Linux, shared-tenancy, on-demand ``instance_type`` in ``region``."""
+        filters = [
+            {"Type": "TERM_MATCH", "Field": "instanceType", "Value": instance_type},
+            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+            {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+            {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+            {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+            {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
+        ]
+        out: list = []
+        request: dict[str, Any] = {"ServiceCode": "AmazonEC2", "Filters": filters, "MaxResults": 100}
+        for _ in range(5):
+            doc = self._call("pricing", self._global_region(), "GetProducts", **request)
+            out.extend(doc.get("PriceList") or [])
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        return out
+
+    # -- CloudWatch ------------------------------------------------------------
+    def gpu_metric_series(self, region: str) -> dict[str, list[list[dict]]]:
+        """CWAgent ``nvidia_smi_utilization_gpu`` series per instance id (each series' dimensions)."""
+        out: dict[str, list[list[dict]]] = {}
+        seen: set = set()
+        request: dict[str, Any] = {"Namespace": "CWAgent", "MetricName": "nvidia_smi_utilization_gpu"}
+        for _ in range(MAX_PAGES):
+            doc = self._call("cloudwatch", region, "ListMetrics", **request)
+            for metric in doc.get("Metrics") or []:
+                dims = [{"Name": d["Name"], "Value": d["Value"]} for d in metric.get("Dimensions") or []]
+                key = tuple(sorted((d["Name"], d["Value"]) for d in dims))
+                instance = next((d["Value"] for d in dims if d["Name"] == "InstanceId"), None)
+                if instance and key not in seen:
+                    seen.add(key)
+                    out.setdefault(instance, []).append(dims)
+            token = doc.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+        return out
+
+    def metric_values(self, region: str, queries: Sequence[dict], start: datetime, end: datetime,
+                      period: int) -> dict[str, list[float]]:
+        """Period averages per query id (``GetMetricData``, 500 queries a call, paged by hand).
+
+        Args:
+            queries: dicts with ``id``, ``namespace``, ``metric`` and ``dims``.
+        """
+        out: dict[str, list[float]] = {q["id"]: [] for q in queries}
+        for i in range(0, len(queries), 500):
+            batch = [{"Id": q["id"], "ReturnData": True,
+                      "MetricStat": {"Metric": {"Namespace": q["namespace"], "MetricName": q["metric"],
+                                                "Dimensions": q["dims"]},
+                                     "Period": period, "Stat": "Average"}}
+                     for q in queries[i:i + 500]]
+            request: dict[str, Any] = {"MetricDataQueries": batch, "StartTime": start, "EndTime": end}
+            for _ in range(MAX_PAGES):
+                doc = self._call("cloudwatch", region, "GetMetricData", **request)
+                for res in doc.get("MetricDataResults") or []:
+                    out.setdefault(res.get("Id", ""), []).extend(float(v) for v in res.get("Values") or [])
+                token = doc.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        return out
+
+
+def _naive(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=None) if isinstance(stamp, datetime) else datetime.min
 
 
 def credentials_status() -> tuple[bool, str]:

@@ -13,6 +13,10 @@ from prtg_ai.core.errors import ConfigError
 
 SENSORS: dict[str, tuple[str, str]] = {
     "checkpoint_volume": ("prtg_ai.checkpoint_volume", "CheckpointVolumeSensor"),
+    "gpu": ("prtg_ai.gpu", "GpuSensor"),
+    "gpu_host": ("prtg_ai.gpu_host", "GpuHostSensor"),
+    "east_west": ("prtg_ai.east_west", "EastWestSensor"),
+    "gpu_spend": ("prtg_ai.gpu_spend", "GpuSpendSensor"),
 }
 
 

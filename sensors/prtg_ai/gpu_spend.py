@@ -1,0 +1,539 @@
+"""``gpu_spend``: cloud GPU spend on AWS, near real time, without a Cost Explorer bill of its own.
+
+Reads (through ``prtg_ai.backends.aws``, the only boto3 user):
+
+* billed spend: Cost Explorer ``GetCostAndUsage`` (daily ``UnblendedCost`` filtered
+  to GPU/accelerator ``INSTANCE_TYPE_FAMILY`` values) and ``GetCostForecast``; AWS
+  Budgets ``DescribeBudgets``. Cached on disk per account and query, shared by every
+  sensor on the host, refreshed at most every ``--ce-refresh-hours`` (default 6: AWS
+  updates billing data a few times a day), re-querying the last two days for late
+  corrections. Each CE request costs $0.01; at 6 h that is about 5 requests a day
+  instead of 1,440 for a 60 s sensor that asked every scan.
+* now: ``DescribeInstances`` (running GPU instances), ``DescribeInstanceTypes``
+  (``GpuInfo``, fractional GPUs, ``NeuronInfo``), Pricing ``GetProducts`` (on-demand
+  list price, cached a day), ``DescribeSpotPriceHistory`` (spot instances at their AZ's
+  spot price), CloudWatch ``ListMetrics``/``GetMetricData`` (CWAgent
+  ``nvidia_smi_utilization_gpu``, else ``AWS/EC2 CPUUtilization``) for idle instances.
+  Cached for ``--live-refresh`` (default 5 min).
+
+A scan whose caches are fresh reads three small files and never imports boto3.
+
+Needs (least-privilege policy: ``installer/assets/iam/prtg-ai-gpu-spend-policy.json``):
+``ce:GetCostAndUsage``, ``ce:GetCostForecast``, ``budgets:ViewBudget``,
+``ec2:DescribeInstances``, ``ec2:DescribeInstanceTypes``, ``ec2:DescribeSpotPriceHistory``,
+``pricing:GetProducts``, ``cloudwatch:ListMetrics``, ``cloudwatch:GetMetricData``; a
+writable state folder (without one Cost Explorer is not queried at all: every scan
+would be billed).
+
+The burn rate is list price: reserved instances, savings plans, capacity blocks and
+credits make the bill lower; Cost Explorer's channels show the billed amounts.
+Instances are priced as Linux.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from prtg_ai import ce_cache
+from prtg_ai import spend_model as sm
+from prtg_ai.ce_cache import SharedCache
+from prtg_ai.core.errors import ConfigError, SensorError
+from prtg_ai.core.params import Param, format_duration
+from prtg_ai.core.sensor import Sensor
+from prtg_ai.prtg.model import SensorResult
+
+IDENTITY_TTL_S = 86400.0        # re-check the account behind the credentials daily (free STS call)
+TYPE_TTL_S = 7 * 86400.0        # instance types' GPU counts change only with new types
+PRICE_TTL_S = 86400.0           # on-demand list prices: a day
+CE_BACKOFF_S = 900.0            # first retry of a failed CE refresh after 15 min, then 30, 60...
+LIVE_BACKOFF_MAX_S = 1800.0
+MAX_CATALOG_ENTRIES = 400
+METRIC_PERIOD_S = 300           # CPUUtilization basic monitoring is 5-minutely
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_FAMILY = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+_SOURCE_TEXT = {sm.PROJECTION_FORECAST: "Cost Explorer forecast",
+                sm.PROJECTION_DAILY: "sensor projection from the daily average",
+                sm.PROJECTION_BURN: "sensor projection from the burn rate"}
+
+
+@dataclass
+class _Config:
+    regions: list[str]
+    families: list[str]
+    profile: str | None
+    budget: float | None
+    budget_name: str | None
+    ce_ttl_s: float
+    live_ttl_s: float
+    idle_gpu: float
+    idle_cpu: float
+    idle_window_s: float
+
+
+@dataclass
+class _Part:
+    """One cached part (live or cost): its data and the failure, if the last refresh failed."""
+
+    data: dict | None
+    error: Any = None  # an AwsError from this scan, or a recorded failure dict
+
+
+class GpuSpendSensor(Sensor):
+    id = "gpu_spend"
+    title = "Cloud GPU spend (AWS)"
+    summary = ("GPU spend month to date, yesterday and projected (Cost Explorer, cached), budget use, and "
+               "now: running GPU instances, GPUs, burn and idle burn in $/h.")
+    interval = 300
+    params = (
+        Param("region", "str", "region(s) whose running GPU instances are counted (repeatable or "
+              "comma-separated; default: the profile's / AWS_DEFAULT_REGION)", multiple=True, metavar="REGION"),
+        Param("profile", "str", "AWS profile (default: boto3's chain: AWS_PROFILE, environment, instance role)",
+              metavar="NAME"),
+        Param("budget", "float", "monthly GPU budget in USD; budget channels compare GPU spend with it",
+              minimum=0.01, maximum=1e12, metavar="USD"),
+        Param("budget_name", "str", "AWS Budget to report (default: the only monthly cost budget with "
+              "'gpu' in its name)", metavar="NAME"),
+        Param("ce_refresh_hours", "float", "refresh Cost Explorer data at most this often (each request "
+              "costs $0.01)", default=6.0, minimum=1.0, maximum=168.0, metavar="HOURS"),
+        Param("live_refresh", "duration", "refresh instances, prices and CloudWatch at most this often",
+              default=300.0, minimum=0.0, maximum=86400.0, metavar="DURATION"),
+        Param("idle_gpu_percent", "float", "an instance is idle when GPU utilisation stays below this",
+              default=5.0, minimum=0.0, maximum=100.0, metavar="PERCENT"),
+        Param("idle_cpu_percent", "float", "without GPU metrics: idle when CPU utilisation stays below this",
+              default=10.0, minimum=0.0, maximum=100.0, metavar="PERCENT"),
+        Param("idle_window", "duration", "how long utilisation must stay low to count as idle",
+              default=1800.0, minimum=600.0, maximum=86400.0, metavar="DURATION"),
+        Param("family", "str", "instance families counted as GPU spend (repeatable or comma-separated; "
+              "default: every GPU/accelerator family)", multiple=True, metavar="FAMILY"),
+    )
+
+    # -- parameters --------------------------------------------------------------
+    def _config(self) -> _Config:
+        v = self.values
+        regions = _split(v.get("region"))
+        for r in regions:
+            if not _REGION.match(r):
+                raise ConfigError("region", f"{r!r} is not an AWS region name such as us-east-1")
+        families = _split(v.get("family")) or list(sm.GPU_FAMILIES)
+        for f in families:
+            if not _FAMILY.match(f):
+                raise ConfigError("family", f"{f!r} is not an instance family such as p5 or g6e")
+        profile = (v.get("profile") or "").strip() or None
+        return _Config(
+            regions=sorted(set(regions)), families=sorted(set(families)), profile=profile,
+            budget=v.get("budget"), budget_name=(v.get("budget_name") or "").strip() or None,
+            ce_ttl_s=float(v["ce_refresh_hours"]) * 3600.0, live_ttl_s=float(v["live_refresh"]),
+            idle_gpu=float(v["idle_gpu_percent"]), idle_cpu=float(v["idle_cpu_percent"]),
+            idle_window_s=float(v["idle_window"]),
+        )
+
+    # -- acquire -------------------------------------------------------------------
+    def run(self) -> SensorResult:
+        cfg = self._config()
+        now = self.ctx.now()
+        notes: list[str] = []
+        state_dir = self.ctx.state_dir
+        cred = ce_cache.credential_fingerprint(self.ctx.env, cfg.profile)
+        identity_cache = SharedCache(state_dir, {"kind": "identity", "cred": cred})
+        live_cache = SharedCache(state_dir, {
+            "kind": "live", "cred": cred, "families": cfg.families,
+            "regions": cfg.regions or ["default", self.ctx.env.get("AWS_REGION", ""),
+                                       self.ctx.env.get("AWS_DEFAULT_REGION", "")],
+            "idle": [cfg.idle_gpu, cfg.idle_cpu, cfg.idle_window_s]})
+        account = (identity_cache.peek() or {}).get("account")
+        cost_cache = self._cost_cache(account, cfg)
+        live = _Part(live_cache.peek())
+        cost = _Part(cost_cache.peek() if cost_cache else None)
+
+        live_base = max(60.0, cfg.live_ttl_s)
+        live_due = self._due(live.data, cfg.live_ttl_s, live_base, LIVE_BACKOFF_MAX_S, now)
+        cost_due = self._due(cost.data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now)
+        if live_due or cost_due:
+            from prtg_ai.backends import aws  # boto3 loads only on this path
+
+            session = aws.Aws(cfg.profile, self.ctx.env)
+            account = self._account(session, identity_cache, now, notes)
+            if live_due:
+                live = self._refresh_live(session, live_cache, cfg, now, notes)
+            if cost_due:
+                cost_cache = self._cost_cache(account, cfg)
+                cost = self._refresh_cost(session, cost_cache, account, cfg, now, notes)
+        for part in (live, cost):
+            if part.error is None and part.data and part.data.get("failure"):
+                part.error = part.data["failure"]  # a failure recorded by an earlier scan, in back-off
+        return self._build(cfg, now, live, cost, notes)
+
+    def _cost_cache(self, account: str | None, cfg: _Config) -> SharedCache | None:
+        """The cost cache of an account and query: shared by every sensor asking the same thing."""
+        if not account:
+            return None
+        return SharedCache(self.ctx.state_dir, {"kind": "cost", "account": account, "families": cfg.families,
+                                                "metric": sm.COST_METRIC})
+
+    def _account(self, session, identity_cache: SharedCache, now: float, notes: list[str]) -> str | None:
+        """The account id behind the credentials: cached a day, from STS when older."""
+        known = identity_cache.peek() or {}
+        if known.get("account") and ce_cache.is_fresh(known, IDENTITY_TTL_S, now):
+            return known["account"]
+        from prtg_ai.backends.aws import AwsError
+
+        try:
+            account = session.account_id()
+        except AwsError as exc:
+            self.log.warning("Account lookup failed (%s): %s", exc.kind, exc.message())
+            if exc.transient and known.get("account"):
+                return known["account"]
+            raise
+        with identity_cache.session() as state:
+            state.data.update({"account": account, "fetched_at": now})
+        return account
+
+    # -- refresh: now ----------------------------------------------------------------
+    def _refresh_live(self, session, cache: SharedCache, cfg: _Config, now: float, notes: list[str]) -> _Part:
+        """Read the fleet now (every region), under the live cache's lock; record a failure instead of raising."""
+        from prtg_ai.backends.aws import AwsError
+
+        with cache.session() as state:
+            notes.extend(state.notes)
+            data = state.data
+            if data and not self._due(data, cfg.live_ttl_s, max(60.0, cfg.live_ttl_s), LIVE_BACKOFF_MAX_S, now):
+                return _Part(data)  # another scan refreshed it while this one waited for the lock
+            region_notes: list[str] = []
+            try:
+                regions = cfg.regions or [self._default_region(session)]
+                burns = [self._read_region(session, region, cfg, now, region_notes) for region in regions]
+            except AwsError as exc:
+                self.log.warning("Instance data refresh failed (%s): %s", exc.kind, exc.message())
+                ce_cache.record_failure(data, now, exc.kind, exc.message())
+                return _Part(data, exc)
+            data.update({"fetched_at": now, "regions": regions, "burn": sm.merge_burns(burns).to_json(),
+                         "notes": region_notes[:10]})
+            ce_cache.clear_failure(data)
+            return _Part(data)
+
+    @staticmethod
+    def _default_region(session) -> str:
+        region = session.default_region()
+        if not region:
+            raise ConfigError("region", "no region given and boto3 has none (AWS_DEFAULT_REGION or the "
+                                        "profile's region); give --region")
+        return region
+
+    def _read_region(self, session, region: str, cfg: _Config, now: float, notes: list[str]) -> sm.Burn:
+        """Running GPU instances of one region, priced and classified idle/busy."""
+        from prtg_ai.backends.aws import AwsError
+
+        instances = session.running_instances(region)
+        types, price_of = self._catalog(session, region, instances, cfg, now, notes)
+        gpu = [i for i in instances
+               if sm.is_gpu_type(i["type"], sm.TypeInfo.from_json(types.get(i["type"], {})), cfg.families)]
+        spot_types = sorted({i["type"] for i in gpu if i["lifecycle"] == "spot"})
+        spot: dict[str, dict[str, float]] = {}
+        if spot_types:
+            try:
+                spot = session.spot_prices(region, spot_types, datetime.fromtimestamp(now, tz=timezone.utc))
+            except AwsError as exc:
+                if not exc.transient:
+                    raise
+                notes.append(f"{exc.problem} Spot instances are unpriced this time.")
+        states = self._idle_states(session, region, gpu, cfg, now, notes)
+        rows = []
+        for inst in gpu:
+            info = sm.TypeInfo.from_json(types.get(inst["type"], {}))
+            is_spot = inst["lifecycle"] == "spot"
+            price = sm.spot_price_for(spot.get(inst["type"], {}), inst["az"]) if is_spot else price_of.get(inst["type"])
+            rows.append({"id": inst["id"], "type": inst["type"], "spot": is_spot, "gpus": info.gpus,
+                         "accelerators": info.accelerators, "price": price,
+                         "state": states.get(inst["id"], sm.UNKNOWN)})
+        return sm.summarise(rows)
+
+    def _catalog(self, session, region: str, instances: list[dict], cfg: _Config, now: float,
+                 notes: list[str]) -> tuple[dict, dict[str, float]]:
+        """GPU counts per type (cached a week) and on-demand prices (cached a day), shared per region."""
+        from prtg_ai.backends.aws import AwsError
+
+        cache = SharedCache(self.ctx.state_dir, {"kind": "catalog", "region": region})
+        with cache.session() as state:
+            types = state.data.setdefault("types", {})
+            prices = state.data.setdefault("prices", {})
+            wanted = sorted({i["type"] for i in instances if i["type"]})
+            stale = [t for t in wanted if not _fresh_entry(types.get(t), TYPE_TTL_S, now)]
+            if stale:
+                found = session.instance_types(region, stale)
+                for t in stale:
+                    info = sm.type_info(found[t]) if t in found else sm.TypeInfo(0.0, 0)
+                    types[t] = {**info.to_json(), "at": now}
+            gpu_on_demand = sorted({i["type"] for i in instances if i["lifecycle"] != "spot" and
+                                    sm.is_gpu_type(i["type"], sm.TypeInfo.from_json(types.get(i["type"], {})),
+                                                   cfg.families)})
+            for t in gpu_on_demand:
+                if _fresh_entry(prices.get(t), PRICE_TTL_S, now):
+                    continue
+                try:
+                    usd = sm.on_demand_price(session.on_demand_price_list(region, t))
+                except AwsError as exc:
+                    if not exc.transient:
+                        raise
+                    kept = "older prices are kept" if any(t in prices for t in gpu_on_demand) else \
+                        "the burn rate misses unpriced types"
+                    notes.append(f"{exc.problem} {kept}.")
+                    break  # the next type would fail the same way
+                prices[t] = {"usd": usd, "at": now}
+            _trim(types)
+            _trim(prices)
+            price_of = {t: float(e["usd"]) for t, e in prices.items() if e.get("usd") is not None}
+            return dict(types), price_of
+
+    def _idle_states(self, session, region: str, gpu: list[dict], cfg: _Config, now: float,
+                     notes: list[str]) -> dict[str, str]:
+        """Instance id -> idle / busy / unknown over ``--idle-window`` (GPU metrics first, CPU otherwise)."""
+        from prtg_ai.backends.aws import AwsError
+
+        if not gpu:
+            return {}
+        try:
+            series = session.gpu_metric_series(region)
+            queries, owner = [], {}
+            for inst in gpu:
+                for dims in series.get(inst["id"], [])[:32]:
+                    qid = f"g{len(queries)}"
+                    queries.append({"id": qid, "namespace": "CWAgent", "metric": "nvidia_smi_utilization_gpu",
+                                    "dims": dims})
+                    owner[qid] = (inst["id"], "gpu")
+                # CPU too: a GPU series that stopped reporting (agent down) falls back to CPU.
+                qid = f"c{len(queries)}"
+                queries.append({"id": qid, "namespace": "AWS/EC2", "metric": "CPUUtilization",
+                                "dims": [{"Name": "InstanceId", "Value": inst["id"]}]})
+                owner[qid] = (inst["id"], "cpu")
+            end = datetime.fromtimestamp(now, tz=timezone.utc)
+            values = session.metric_values(region, queries, end - timedelta(seconds=cfg.idle_window_s), end,
+                                           METRIC_PERIOD_S)
+        except AwsError as exc:
+            if not exc.transient:
+                raise
+            notes.append(f"{exc.problem} Idle instances were not assessed.")
+            return {}
+        found: dict[str, dict[str, list[float]]] = {}
+        for qid, vals in values.items():
+            if qid in owner:
+                iid, kind = owner[qid]
+                found.setdefault(iid, {"gpu": [], "cpu": []})[kind].extend(vals)
+        return {inst["id"]: sm.classify_idle(found.get(inst["id"], {}).get("gpu"),
+                                             found.get(inst["id"], {}).get("cpu"),
+                                             cfg.idle_gpu, cfg.idle_cpu)[0]
+                for inst in gpu}
+
+    # -- refresh: billed spend ---------------------------------------------------------
+    def _refresh_cost(self, session, cache: SharedCache, account: str, cfg: _Config, now: float,
+                      notes: list[str]) -> _Part:
+        """Refresh Cost Explorer data under the cost cache's lock; count every request made."""
+        from prtg_ai.backends.aws import AwsError
+
+        with cache.session() as state:
+            notes.extend(state.notes)
+            data = state.data
+            if not state.writable:
+                # Without a cache every scan would buy a Cost Explorer request: refuse, serve what is on disk.
+                return _Part(data or None, {"kind": "nocache", "text": (
+                    "Cost Explorer was not queried because its cache cannot be saved in the state folder "
+                    f"{self.ctx.state_dir} (see the note); without a cache every scan would cost $0.01.")})
+            if data and not self._due(data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now):
+                return _Part(data)  # another sensor refreshed the shared cache while this one waited
+            today = sm.utc_day(now)
+            daily = data.get("daily") or {}
+            start, end = sm.query_window(today, daily)
+            before = session.sent("ce")
+            error = None
+            try:
+                fetched = sm.parse_daily(session.cost_and_usage(start, end, cfg.families, sm.COST_METRIC))
+                data["daily"] = sm.merge_daily(daily, fetched, today)
+                data["fetched_at"] = now
+                data["queried"] = [start.isoformat(), end.isoformat()]
+                if (data.get("forecast") or {}).get("day") != today.isoformat():
+                    # Once a day: the forecast moves slowly and costs another $0.01.
+                    try:
+                        usd = session.cost_forecast(today, sm.next_month_start(today), cfg.families,
+                                                    sm.FORECAST_METRIC)
+                        data["forecast"] = {"day": today.isoformat(), "usd": usd}
+                    except AwsError as exc:
+                        if not exc.transient:
+                            raise
+                        notes.append(f"{exc.problem} The projection is the sensor's own until the next refresh.")
+                try:
+                    data["budgets"] = sm.compact_budgets(session.budgets(account))
+                    data.pop("budgets_problem", None)
+                except AwsError as exc:
+                    data["budgets_problem"] = exc.message()  # optional: reported only when a budget is asked for
+                ce_cache.clear_failure(data)
+            except AwsError as exc:
+                self.log.warning("Cost Explorer refresh failed (%s): %s", exc.kind, exc.message())
+                ce_cache.record_failure(data, now, exc.kind, exc.message())
+                error = exc
+            except ValueError as exc:  # a non-USD or malformed amount
+                self.log.warning("Cost Explorer answer unusable: %s", exc)
+                ce_cache.record_failure(data, now, "failed", f"Cost Explorer answer unusable: {exc}.")
+                error = data["failure"]
+            finally:
+                ce_cache.count_requests(data, today.isoformat(), session.sent("ce") - before)
+            return _Part(data, error)
+
+    @staticmethod
+    def _due(data: dict | None, ttl_s: float, backoff_base: float, backoff_cap: float, now: float) -> bool:
+        """Refresh when stale, or when the last refresh failed, unless the back-off says wait."""
+        if ce_cache.in_backoff(data, backoff_base, backoff_cap, now):
+            return False
+        return bool((data or {}).get("failure")) or not ce_cache.is_fresh(data, ttl_s, now)
+
+    # -- evaluate and summarise ------------------------------------------------------
+    def _build(self, cfg: _Config, now: float, live: _Part, cost: _Part, notes: list[str]) -> SensorResult:
+        for part in (live, cost):
+            if part.error is not None and _kind(part.error) in ("denied", "credentials"):
+                raise SensorError(_text(part.error))
+        has_live = bool(live.data and live.data.get("fetched_at") is not None and "burn" in live.data)
+        has_cost = bool(cost.data and cost.data.get("fetched_at") is not None)
+        if not has_live and not has_cost:
+            texts = [_text(p.error) for p in (live, cost) if p.error is not None]
+            raise SensorError(" ".join(dict.fromkeys(texts)) or "No AWS data yet.",
+                              "" if texts else "The first refresh has not completed; check the log.")
+        result = SensorResult()
+        burn = self._live_channels(result, live, now) if has_live else None
+        summary = []
+        if burn is not None:
+            extra = f", {burn.accelerators} AI accelerators" if burn.accelerators else ""
+            summary.append(f"{burn.instances} GPU instances ({burn.gpus:g} GPUs{extra}) at ${burn.burn:,.2f}/h, "
+                           f"{burn.idle} idle (${burn.idle_burn:,.2f}/h)")
+        if has_cost:
+            summary.append(self._cost_channels(result, cfg, cost.data, now, burn))
+        elif cost.data:
+            result.add(self.channel("ce_requests_today",
+                                    ce_cache.requests_today(cost.data, sm.utc_day(now).isoformat())))
+        result.text = "; ".join(s for s in summary if s)
+        for name, part, has in (("Instance data", live, has_live), ("Cost Explorer data", cost, has_cost)):
+            if part.error is None:
+                continue
+            if has:
+                fetched = float(part.data["fetched_at"])
+                retry = _retry_hint(part.data, cfg, now, name == "Cost Explorer data")
+                result.note(f"{_text(part.error)} Serving {name.lower()} fetched "
+                            f"{_age_words(ce_cache.age_s(fetched, now))} ago{retry}")
+            else:
+                result.warning = True
+                result.note(f"{name} unavailable: {_text(part.error)}")
+        for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
+            result.note(note)
+        return result
+
+    def _live_channels(self, result: SensorResult, live: _Part, now: float) -> sm.Burn:
+        burn = sm.Burn.from_json(live.data["burn"])
+        result.add(self.channel("running_instances", burn.instances))
+        result.add(self.channel("spot_instances", burn.spot))
+        result.add(self.channel("gpus", round(burn.gpus, 3)))
+        result.add(self.channel("accelerators", burn.accelerators))
+        result.add(self.channel("burn_rate", round(burn.burn, 4)))
+        result.add(self.channel("idle_instances", burn.idle))
+        result.add(self.channel("idle_burn", round(burn.idle_burn, 4)))
+        result.add(self.channel("unpriced_instances", burn.unpriced))
+        result.add(self.channel("live_data_age", int(round(ce_cache.age_s(live.data["fetched_at"], now) or 0))))
+        if burn.unpriced:
+            result.note(f"No price found for {', '.join(burn.unpriced_types[:5])}: the burn rate leaves "
+                        f"{burn.unpriced} instance(s) out")
+        if burn.unknown:
+            result.note(f"{burn.unknown} GPU instance(s) have no CloudWatch data in the idle window and were "
+                        "not assessed for idleness")
+        return burn
+
+    def _cost_channels(self, result: SensorResult, cfg: _Config, data: dict, now: float,
+                       burn: sm.Burn | None) -> str:
+        today = sm.utc_day(now)
+        daily = data.get("daily") or {}
+        mtd = sm.month_to_date(daily, today)
+        yesterday = sm.day_amount(daily, today - timedelta(days=1))
+        hour = (now % 86400.0) / 3600.0
+        projected, source = sm.project_month_end(daily, today, data.get("forecast"),
+                                                 burn.burn if burn is not None else None, hour)
+        result.add(self.channel("mtd_spend", round(mtd, 2)))
+        if yesterday is not None:
+            result.add(self.channel("yesterday_spend", round(yesterday, 2)))
+        if projected is not None:
+            result.add(self.channel("projected_spend", round(projected, 2)))
+            result.add(self.channel("projection_source", source))
+        self._budget_channels(result, cfg, data, mtd, projected)
+        age_h = (ce_cache.age_s(data["fetched_at"], now) or 0.0) / 3600.0
+        refresh_h = cfg.ce_ttl_s / 3600.0
+        result.add(self.channel("cost_data_age", round(age_h, 3), limitmaxwarning=round(2 * refresh_h, 3),
+                                limitmaxerror=round(max(48.0, 4 * refresh_h), 3)))
+        per_day = math.ceil(24.0 / refresh_h) + 1  # refreshes plus the daily forecast
+        result.add(self.channel("ce_requests_today", ce_cache.requests_today(data, today.isoformat()),
+                                limitmaxwarning=2 * per_day + 2))
+        text = f"GPU spend this month ${mtd:,.2f}"
+        if projected is not None:
+            text += f", projected ${projected:,.2f} ({_SOURCE_TEXT[source]})"
+        return text + f"; cost data {age_h:.1f} h old"
+
+    def _budget_channels(self, result: SensorResult, cfg: _Config, data: dict, mtd: float,
+                         projected: float | None) -> None:
+        if cfg.budget:
+            used, ahead = sm.percent(mtd, cfg.budget), sm.percent(projected, cfg.budget)
+        else:
+            budgets = data.get("budgets") or []
+            chosen = sm.pick_budget(budgets, cfg.budget_name)
+            if chosen is None:
+                if cfg.budget_name:
+                    known = ", ".join(b["name"] for b in budgets[:5]) or "none"
+                    problem = data.get("budgets_problem")
+                    result.note(problem if problem else
+                                f"AWS Budget {cfg.budget_name!r} not found (monthly cost budgets: {known})")
+                return
+            used = sm.percent(chosen.get("actual"), chosen["limit"])
+            ahead = sm.percent(chosen.get("forecast"), chosen["limit"])
+            result.note(f"Budget: AWS Budget {chosen['name']!r} (${chosen['limit']:,.2f} a month, its own scope)")
+        if used is not None:
+            result.add(self.channel("budget_used", round(used, 2)))
+        if ahead is not None:
+            result.add(self.channel("budget_projected", round(ahead, 2)))
+
+
+def _split(values) -> list[str]:
+    """Repeatable parameters also take comma-separated lists."""
+    out = []
+    for value in values or []:
+        out.extend(x.strip() for x in str(value).split(",") if x.strip())
+    return out
+
+
+def _fresh_entry(entry: dict | None, ttl_s: float, now: float) -> bool:
+    return bool(entry) and -ce_cache.CLOCK_SKEW_S <= now - float(entry.get("at", -1e18)) < ttl_s
+
+
+def _trim(entries: dict) -> None:
+    """Keep a catalogue file bounded: drop the oldest entries beyond MAX_CATALOG_ENTRIES."""
+    if len(entries) > MAX_CATALOG_ENTRIES:
+        for key in sorted(entries, key=lambda k: float(entries[k].get("at", 0)))[:len(entries) - MAX_CATALOG_ENTRIES]:
+            del entries[key]
+
+
+def _kind(error) -> str:
+    return error.get("kind", "failed") if isinstance(error, dict) else getattr(error, "kind", "failed")
+
+
+def _text(error) -> str:
+    return str(error.get("text", "")) if isinstance(error, dict) else error.message()
+
+
+def _age_words(seconds: float | None) -> str:
+    seconds = seconds or 0.0
+    if seconds >= 5400:
+        return f"{seconds / 3600.0:.1f} h"
+    return f"{max(1, round(seconds / 60.0))} min"
+
+
+def _retry_hint(data: dict, cfg: _Config, now: float, is_cost: bool) -> str:
+    base, cap = (CE_BACKOFF_S, cfg.ce_ttl_s) if is_cost else (max(60.0, cfg.live_ttl_s), LIVE_BACKOFF_MAX_S)
+    when = ce_cache.next_attempt_at(data, base, cap)
+    if when is None:
+        return ""
+    return f"; next attempt in {format_duration(max(60, int(round((when - now) / 60.0)) * 60))}"

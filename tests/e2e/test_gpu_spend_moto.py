@@ -1,0 +1,765 @@
+"""``gpu_spend`` end to end: boto3 over HTTP to moto's server on 127.0.0.1, never to AWS.
+
+Topology (everything on 127.0.0.1, ports chosen by the OS):
+
+    sensor -- boto3 --> front (AWS_ENDPOINT_URL) --proxy--> moto's ThreadedMotoServer
+                          |  counts every request per operation (the Cost Explorer bill)
+                          |  answers Pricing GetProducts and CE GetCostForecast (moto lacks them)
+                          '- injects faults: throttling, IAM denial, per operation
+
+moto supplies EC2 (instances of GPU types, DescribeInstanceTypes GpuInfo/NeuronInfo,
+spot price history at its constant 0.00001), CloudWatch (metrics put by the test),
+Budgets and Cost Explorer results queued through its ``/moto-api`` (FIFO per distinct
+request body).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("moto.server")
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+from support import channels, check_result, cli_env, run_cli  # noqa: E402
+
+from prtg_ai.backends import aws as aws_backend  # noqa: E402
+from prtg_ai.core.context import Context  # noqa: E402
+from prtg_ai.core.runtime import run_sensor  # noqa: E402
+
+REGION = "us-east-1"
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz9SECRETzz"
+# 2026-09-21 10:00 UTC: day 21 of a 30-day month.
+DAY = datetime(2026, 9, 21, 10, 0, tzinfo=timezone.utc)
+ON_DEMAND = {  # $/h the pricing fake answers (us-east-1 list prices of late 2025, rounded)
+    "p5.48xlarge": 55.04, "p4d.24xlarge": 21.96, "g5.xlarge": 1.006, "g6f.large": 0.2,
+    "inf2.48xlarge": 12.98, "trn1.32xlarge": 21.50, "g6.xlarge": 0.805, "m5.large": 0.096,
+}
+MOTO_SPOT = 0.00001  # moto's constant spot price
+POLICY = Path(__file__).resolve().parents[2] / "installer" / "assets" / "iam" / "prtg-ai-gpu-spend-policy.json"
+
+
+# -- the front: counting proxy, Pricing / forecast fake, fault injection ---------------
+class Front:
+    def __init__(self, moto_port: int):
+        self.moto_port = moto_port
+        self.counts: Counter = Counter()
+        self.faults: dict[str, str] = {}
+        self.forecast: float | None = 1000.0
+        self.prices = dict(ON_DEMAND)
+        self.lock = threading.Lock()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                front.handle(self)
+
+            def do_POST(self):
+                front.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def reset(self):
+        with self.lock:
+            self.counts.clear()
+            self.faults.clear()
+            self.forecast = 1000.0
+            self.prices = dict(ON_DEMAND)
+
+    @staticmethod
+    def operation(handler, body: bytes) -> str:
+        auth = handler.headers.get("Authorization", "")
+        service = ""
+        if "Credential=" in auth:
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+            service = scope[3] if len(scope) > 3 else ""
+        service = {"monitoring": "cloudwatch", "api.pricing": "pricing"}.get(service, service)
+        target = handler.headers.get("X-Amz-Target", "")
+        if target:
+            return f"{service}:{target.split('.')[-1]}"
+        if "/operation/" in handler.path:
+            return f"{service}:{handler.path.rsplit('/', 1)[-1]}"
+        for pair in body.decode("utf-8", "replace").split("&"):
+            if pair.startswith("Action="):
+                return f"{service}:{pair[7:]}"
+        return f"{service}:?"
+
+    def handle(self, handler):
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        op = self.operation(handler, body)
+        with self.lock:
+            self.counts[op] += 1
+            fault = self.faults.get(op)
+        if fault:
+            return self.fault(handler, op, fault)
+        if op == "ce:GetCostForecast":
+            if self.forecast is None:
+                return self.json(handler, 400, {"__type": "DataUnavailableException", "Message": "not enough data"})
+            return self.json(handler, 200, {"Total": {"Amount": str(self.forecast), "Unit": "USD"},
+                                            "ForecastResultsByTime": []})
+        if op == "pricing:GetProducts":
+            return self.json(handler, 200, self.price_list(json.loads(body or b"{}")))
+        self.proxy(handler, body)
+
+    def price_list(self, request: dict) -> dict:
+        filters = {f["Field"]: f["Value"] for f in request.get("Filters", [])}
+        usd = self.prices.get(filters.get("instanceType"))
+        if usd is None or filters.get("regionCode") != REGION:
+            return {"FormatVersion": "aws_v1", "PriceList": []}
+
+        def sku(price, market):
+            return json.dumps({
+                "product": {"attributes": {"instanceType": filters["instanceType"], "regionCode": REGION,
+                                           "operation": "RunInstances", "marketoption": market}},
+                "terms": {"OnDemand": {"SKU1.T1": {"priceDimensions": {"SKU1.T1.R1": {
+                    "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})
+        # A capacity-block SKU that the selector must ignore.
+        return {"FormatVersion": "aws_v1", "PriceList": [sku(usd * 3, "CapacityBlock"), sku(usd, "OnDemand")]}
+
+    @staticmethod
+    def json(handler, status: int, doc: dict):
+        data = json.dumps(doc).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/x-amz-json-1.1")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("x-amzn-RequestId", "fake-0001")
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def fault(self, handler, op: str, fault: str):
+        service, name = op.split(":", 1)
+        action = {"budgets": "budgets:ViewBudget"}.get(service, op)
+        denied_msg = (f"User: arn:aws:iam::123456789012:user/prtg is not authorized to perform: {action} "
+                      f"because no identity-based policy allows the {action} action")
+        if service == "ec2":
+            code, status = {"throttle": ("RequestLimitExceeded", 503),
+                            "deny": ("UnauthorizedOperation", 403)}[fault]
+            data = (f"<?xml version='1.0' encoding='UTF-8'?><Response><Errors><Error><Code>{code}</Code>"
+                    f"<Message>{denied_msg if fault == 'deny' else 'Request limit exceeded.'}</Message></Error>"
+                    f"</Errors><RequestID>fake</RequestID></Response>").encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "text/xml")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        if fault == "throttle":
+            return self.json(handler, 400, {"__type": "LimitExceededException",
+                                            "Message": "You have exceeded the rate limit."})
+        return self.json(handler, 400, {"__type": "AccessDeniedException", "Message": denied_msg})
+
+    def proxy(self, handler, body: bytes):
+        conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "connection")}
+        headers["Host"] = f"127.0.0.1:{self.moto_port}"
+        try:
+            conn.request(handler.command, handler.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError:
+            # The backend is gone: drop the client's connection without an answer, as a dying server does.
+            handler.close_connection = True
+            return
+        finally:
+            conn.close()
+        handler.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def ce_requests(self) -> int:
+        return self.counts["ce:GetCostAndUsage"] + self.counts["ce:GetCostForecast"]
+
+
+# -- fixtures ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1"
+    yield f"http://{host}:{port}", port
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def front(moto_server):
+    fr = Front(moto_server[1])
+    fr.thread.start()
+    yield fr
+    fr.server.shutdown()
+    fr.server.server_close()
+
+
+def aws_env(endpoint: str, key_id: str = "AKIAIOSFODNN7EXAMPLE") -> dict:
+    """Fake credentials, every endpoint explicit, no shared files, no instance metadata."""
+    return {
+        "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_RETRY_MODE": "standard",
+    }
+
+
+@pytest.fixture
+def aws(moto_server, front, monkeypatch):
+    """A clean moto and front, and boto3's environment pointing at the front."""
+    url = moto_server[0]
+    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=10).read()
+    front.reset()
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    env = aws_env(front.url)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return {"moto": url, "front": front, "env": env}
+
+
+def boto(service: str, endpoint: str):
+    import boto3
+
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint, aws_access_key_id="AKIASEED",
+                        aws_secret_access_key="seed")
+
+
+def seed_fleet(moto_url: str, at: datetime) -> dict[str, str]:
+    """Launch GPU instances (and one CPU instance) and put CloudWatch metrics around ``at``.
+
+    p5 busy (GPU 80 %), p4d idle (GPU 2 %), g5 idle by CPU (no GPU metrics), g6 spot busy
+    by CPU, g6f (1/8 GPU) without metrics, inf2 busy by CPU, trn1 idle by CPU, m5 not a GPU.
+    """
+    ec2 = boto("ec2", moto_url)
+    cw = boto("cloudwatch", moto_url)
+    ids = {}
+    for itype, spot in [("p5.48xlarge", False), ("p4d.24xlarge", False), ("g5.xlarge", False),
+                        ("g6.xlarge", True), ("g6f.large", False), ("inf2.48xlarge", False),
+                        ("trn1.32xlarge", False), ("m5.large", False)]:
+        extra = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
+        inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType=itype,
+                                 **extra)["Instances"][0]
+        ids[itype] = inst["InstanceId"]
+    stamps = [at - timedelta(minutes=m) for m in range(1, 30, 2)]
+
+    def put(namespace, metric, dims, value):
+        cw.put_metric_data(Namespace=namespace, MetricData=[
+            {"MetricName": metric, "Dimensions": dims, "Timestamp": t, "Value": value} for t in stamps])
+
+    for itype, values in (("p5.48xlarge", (80.0, 70.0)), ("p4d.24xlarge", (2.0, 1.0))):
+        for index, value in enumerate(values):
+            put("CWAgent", "nvidia_smi_utilization_gpu",
+                [{"Name": "InstanceId", "Value": ids[itype]}, {"Name": "index", "Value": str(index)}], value)
+    # The busy p5 has an idle-looking CPU: GPU metrics must win.
+    for itype, value in (("p5.48xlarge", 1.0), ("g5.xlarge", 3.0), ("g6.xlarge", 50.0),
+                         ("inf2.48xlarge", 40.0), ("trn1.32xlarge", 1.0)):
+        put("AWS/EC2", "CPUUtilization", [{"Name": "InstanceId", "Value": ids[itype]}], value)
+    return ids
+
+
+def days_of(start: str, end: str):
+    day = datetime.fromisoformat(start)
+    while day < datetime.fromisoformat(end):
+        yield day.date().isoformat()
+        day += timedelta(days=1)
+
+
+def queue_costs(moto_url: str, *results: dict[str, float]) -> None:
+    """Queue Cost Explorer answers (one per distinct request, FIFO): each maps day -> USD."""
+    docs = []
+    for amounts in results:
+        docs.append({"ResultsByTime": [
+            {"TimePeriod": {"Start": d, "End": (datetime.fromisoformat(d) + timedelta(days=1)).date().isoformat()},
+             "Total": {"UnblendedCost": {"Amount": f"{usd}", "Unit": "USD"}}, "Groups": [],
+             "Estimated": d >= "2026-09-20"}
+            for d, usd in amounts.items()]})
+    req = urllib.request.Request(moto_url + "/moto-api/static/ce/cost-and-usage-results",
+                                 data=json.dumps({"results": docs}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(req, timeout=10).status == 201
+
+
+def september(override: dict[str, float] | None = None) -> dict[str, float]:
+    """Sept 1..21: $100 a day, yesterday $150, today (estimated so far) $40."""
+    amounts = {d: 100.0 for d in days_of("2026-09-01", "2026-09-22")}
+    amounts.update({"2026-09-20": 150.0, "2026-09-21": 40.0})
+    amounts.update(override or {})
+    return amounts
+
+
+def create_budget(moto_url: str, name: str, limit: float, actual: float, forecast: float) -> None:
+    sts = boto("sts", moto_url)
+    account = sts.get_caller_identity()["Account"]
+    boto("budgets", moto_url).create_budget(AccountId=account, Budget={
+        "BudgetName": name, "BudgetLimit": {"Amount": str(limit), "Unit": "USD"}, "TimeUnit": "MONTHLY",
+        "BudgetType": "COST", "CalculatedSpend": {"ActualSpend": {"Amount": str(actual), "Unit": "USD"},
+                                                  "ForecastedSpend": {"Amount": str(forecast), "Unit": "USD"}}})
+
+
+@pytest.fixture
+def spend_clock(clock):
+    clock.now = DAY.timestamp()
+    return clock
+
+
+@pytest.fixture
+def ctx_for(tmp_path, spend_clock):
+    def _make(state: str = "state", **env_overrides) -> Context:
+        env = dict(os.environ)
+        env.update(env_overrides)
+        return Context(state_dir=tmp_path / state, clock=spend_clock, env=env)
+    return _make
+
+
+def run(ctx: Context, *argv) -> tuple:
+    result = run_sensor("gpu_spend", [str(a) for a in argv], ctx)
+    doc = check_result("gpu_spend", result)
+    return result, doc
+
+
+BUSY_BURN = ON_DEMAND["p5.48xlarge"] + ON_DEMAND["inf2.48xlarge"] + ON_DEMAND["g6f.large"] + MOTO_SPOT
+IDLE_BURN = ON_DEMAND["p4d.24xlarge"] + ON_DEMAND["g5.xlarge"] + ON_DEMAND["trn1.32xlarge"]
+
+
+# -- the numbers ---------------------------------------------------------------------------
+def test_burn_gpus_idle_and_billed_spend_match_what_was_seeded(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    create_budget(aws["moto"], "gpu-monthly", limit=5000, actual=2090, forecast=3050)
+    result, doc = run(ctx_for())
+    assert not result.error, result.message()
+    ch = channels(result)
+    assert ch["Running GPU Instances"] == 7                      # m5.large is not counted
+    assert ch["Spot GPU Instances"] == 1
+    assert ch["GPUs"] == pytest.approx(8 + 8 + 1 + 1 + 0.125)    # p5, p4d, g5, g6, g6f (1/8 L4)
+    assert ch["AI Accelerators"] == 12 + 16                      # inf2 Inferentia2, trn1 Trainium
+    assert ch["Burn Rate"] == pytest.approx(BUSY_BURN + IDLE_BURN, abs=1e-4)
+    assert ch["Idle GPU Instances"] == 3                         # p4d (GPU 2 %), g5 and trn1 (CPU)
+    assert ch["Idle Burn Rate"] == pytest.approx(IDLE_BURN, abs=1e-4)
+    assert ch["Unpriced GPU Instances"] == 0
+    assert ch["Instance Data Age"] == 0
+    # Cost Explorer: 19 days x $100 + $150 yesterday + $40 today so far.
+    assert ch["GPU Spend Month To Date"] == pytest.approx(2090.0)
+    assert ch["GPU Spend Yesterday"] == pytest.approx(150.0)
+    # Forecast (fake: $1000 for today..month end) + actual before today ($2050).
+    assert ch["GPU Spend Projected Month End"] == pytest.approx(3050.0)
+    assert ch["Projection Source"] == 1
+    assert ch["Budget Used"] == pytest.approx(100 * 2090 / 5000)
+    assert ch["Budget Projected Use"] == pytest.approx(100 * 3050 / 5000)
+    assert ch["Cost Data Age"] == 0
+    assert ch["Cost Explorer Requests Today"] == 2
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 1
+    assert aws["front"].counts["ce:GetCostForecast"] == 1
+    assert "7 GPU instances" in doc["prtg"]["text"] and "gpu-monthly" in doc["prtg"]["text"]
+
+
+def test_explicit_budget_and_own_projection_when_no_forecast(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    aws["front"].forecast = None  # DataUnavailableException: too little history
+    result, _ = run(ctx_for(), "--budget", "4000")
+    ch = channels(result)
+    # Sensor projection: actual before today ($2050) + last 7 complete days' average x 10 days left.
+    average = (5 * 100.0 + 100.0 + 150.0) / 7
+    assert ch["Projection Source"] == 2
+    assert ch["GPU Spend Projected Month End"] == pytest.approx(round(2050.0 + average * 10, 2))
+    assert ch["Budget Used"] == pytest.approx(100 * 2090 / 4000)
+    assert ch["Budget Projected Use"] == pytest.approx(round(100 * (2050.0 + average * 10) / 4000, 2), abs=0.01)
+
+
+def test_burn_rate_projection_on_the_first_day_without_history(aws, ctx_for, spend_clock):
+    spend_clock.now = datetime(2026, 9, 1, 6, 0, tzinfo=timezone.utc).timestamp()
+    seed_fleet(aws["moto"], datetime(2026, 9, 1, 6, 0, tzinfo=timezone.utc))
+    queue_costs(aws["moto"], {"2026-09-01": 12.0})  # no complete day yet
+    aws["front"].forecast = None
+    result, _ = run(ctx_for())
+    ch = channels(result)
+    assert ch["Projection Source"] == 3
+    hours_left = 30 * 24 - 6
+    assert ch["GPU Spend Projected Month End"] == pytest.approx(12.0 + ch["Burn Rate"] * hours_left, abs=0.05)
+    assert "GPU Spend Yesterday" not in ch  # nothing for Aug 31 in the answer
+
+
+def test_more_regions_add_up(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    import boto3
+
+    ec2_eu = boto3.client("ec2", region_name="eu-west-1", endpoint_url=aws["moto"],
+                                       aws_access_key_id="AKIASEED", aws_secret_access_key="seed")
+    ec2_eu.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2, InstanceType="g5.xlarge")
+    queue_costs(aws["moto"], september())
+    result, _ = run(ctx_for(), "--region", "us-east-1,eu-west-1")
+    ch = channels(result)
+    assert ch["Running GPU Instances"] == 9
+    # The pricing fake knows us-east-1 only: the two eu-west-1 g5 are reported unpriced, not guessed.
+    assert ch["Unpriced GPU Instances"] == 2
+    assert ch["Burn Rate"] == pytest.approx(BUSY_BURN + IDLE_BURN, abs=1e-4)
+    assert "No price found for g5.xlarge" in result.message()
+
+
+# -- the cost cap --------------------------------------------------------------------------
+def test_a_day_of_60s_scans_buys_five_cost_explorer_requests_not_2880(aws, ctx_for, spend_clock):
+    start = datetime(2026, 9, 21, 0, 0, 30, tzinfo=timezone.utc)
+    spend_clock.now = start.timestamp()
+    seed_fleet(aws["moto"], start)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    scans = 1440
+    seen_requests = []
+    for i in range(scans):
+        result = run_sensor("gpu_spend", ["--live-refresh", "1h"], ctx)
+        assert not result.error, result.message()
+        if i in (0, scans - 1):
+            check_result("gpu_spend", result)
+        seen_requests.append(channels(result)["Cost Explorer Requests Today"])
+        spend_clock.advance(60)
+    front = aws["front"]
+    # Refreshes at 00:00, 06:00, 12:00 and 18:00 re-query the last days; the forecast once a day.
+    assert front.counts["ce:GetCostAndUsage"] == 4
+    assert front.counts["ce:GetCostForecast"] == 1
+    assert seen_requests[-1] == front.ce_requests() == 5
+    assert seen_requests[0] == 2 and max(seen_requests) == 5
+    naive = scans * 2  # a sensor asking CostAndUsage + forecast every scan
+    ratio = naive / front.ce_requests()
+    print(f"\nCost Explorer requests over {scans} scans at 60 s: pack {front.ce_requests()}, naive {naive}, "
+          f"ratio {ratio:.0f}x; EC2 DescribeInstances calls {front.counts['ec2:DescribeInstances']}")
+    assert ratio >= 500
+    # The live view refreshed hourly, not per scan.
+    assert front.counts["ec2:DescribeInstances"] == 24
+    # Pricing once a day per type (6 on-demand GPU types), types once.
+    assert front.counts["pricing:GetProducts"] == 6
+    assert front.counts["ec2:DescribeInstanceTypes"] == 1
+
+
+def test_two_sensors_share_one_cost_cache_across_credentials_of_the_same_account(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    first, _ = run(ctx_for(), "--budget", "5000")
+    # A second sensor: other parameters, other access key (same moto account 123456789012).
+    second, _ = run(ctx_for(AWS_ACCESS_KEY_ID="AKIAOTHERKEY0000000"), "--idle-cpu-percent", "60")
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 1
+    assert aws["front"].counts["sts:GetCallerIdentity"] == 2  # each credential learns its account once
+    assert channels(first)["GPU Spend Month To Date"] == channels(second)["GPU Spend Month To Date"] == 2090.0
+    assert channels(second)["Cost Explorer Requests Today"] == 2
+    # Different idle threshold: its own live view (the g6 spot at 50 % CPU is idle below 60 %).
+    assert channels(second)["Idle GPU Instances"] == channels(first)["Idle GPU Instances"] + 2  # g6 and inf2
+
+
+def test_late_corrections_are_picked_up_by_requerying_the_last_two_days(aws, ctx_for, spend_clock):
+    seed_fleet(aws["moto"], DAY)
+    # First refresh asks for Sept 1..21; the next one (6 h later) for Sept 19..21 only.
+    queue_costs(aws["moto"], september(), {"2026-09-19": 100.0, "2026-09-20": 180.0, "2026-09-21": 95.0})
+    ctx = ctx_for()
+    run(ctx)
+    spend_clock.advance(6 * 3600 + 1)
+    result, _ = run(ctx)
+    ch = channels(result)
+    assert ch["GPU Spend Yesterday"] == 180.0
+    assert ch["GPU Spend Month To Date"] == pytest.approx(18 * 100.0 + 100.0 + 180.0 + 95.0)
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 2
+
+
+# -- faults ----------------------------------------------------------------------------------
+def test_throttling_serves_the_cached_value_with_its_age_and_backs_off(aws, ctx_for, spend_clock):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    run(ctx)
+    aws["front"].faults["ce:GetCostAndUsage"] = "throttle"
+    spend_clock.advance(7 * 3600)
+    result, doc = run(ctx)
+    assert not result.error
+    ch = channels(result)
+    assert ch["GPU Spend Month To Date"] == 2090.0
+    assert ch["Cost Data Age"] == pytest.approx(7.0)
+    assert "throttled" in doc["prtg"]["text"] and "7.0 h ago" in doc["prtg"]["text"]
+    assert "LimitExceededException" in doc["prtg"]["text"]
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 2
+    # No retry storm: the next 14 scans (1 min apart) are inside the 15 min back-off.
+    for _ in range(14):
+        spend_clock.advance(60)
+        result, _ = run(ctx)
+        assert not result.error
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 2
+    spend_clock.advance(120)
+    result, _ = run(ctx)
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 3          # one retry after the back-off
+    assert channels(result)["Cost Explorer Requests Today"] == 4  # 2 + two throttled attempts
+    # Throttling ends: the next attempt (after a 30 min back-off now) succeeds.
+    del aws["front"].faults["ce:GetCostAndUsage"]
+    spend_clock.advance(31 * 60)
+    result, doc = run(ctx)
+    assert channels(result)["Cost Data Age"] == 0
+    assert "throttled" not in doc["prtg"]["text"]
+
+
+def test_ec2_throttling_serves_the_cached_fleet(aws, ctx_for, spend_clock):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    first, _ = run(ctx)
+    aws["front"].faults["ec2:DescribeInstances"] = "throttle"
+    spend_clock.advance(600)
+    result, doc = run(ctx)
+    assert not result.error
+    assert channels(result)["Burn Rate"] == channels(first)["Burn Rate"]
+    assert channels(result)["Instance Data Age"] == 600
+    assert "RequestLimitExceeded" in doc["prtg"]["text"] and "10 min ago" in doc["prtg"]["text"]
+    # botocore's own retry is limited to one: two attempts at the server, not a storm.
+    assert aws["front"].counts["ec2:DescribeInstances"] == 1 + 2
+
+
+@pytest.mark.parametrize("operation, action", [
+    ("ce:GetCostAndUsage", "ce:GetCostAndUsage"),
+    ("ce:GetCostForecast", "ce:GetCostForecast"),
+    ("ec2:DescribeInstances", "ec2:DescribeInstances"),
+    ("pricing:GetProducts", "pricing:GetProducts"),
+])
+def test_access_denied_names_the_missing_iam_action(aws, ctx_for, operation, action):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    aws["front"].faults[operation] = "deny"
+    result, doc = run(ctx_for())
+    assert result.error
+    text = doc["prtg"]["text"]
+    assert f"lack IAM permission {action}" in text
+    assert "prtg-ai-gpu-spend-policy.json" in text
+    assert "Traceback" not in text and SECRET not in text
+
+
+def test_denied_budgets_only_matter_when_a_budget_is_asked_for(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    aws["front"].faults["budgets:DescribeBudgets"] = "deny"
+    result, doc = run(ctx_for(), "--budget-name", "gpu-monthly")
+    assert not result.error
+    assert "budgets:ViewBudget" in doc["prtg"]["text"]
+    assert "Budget Used" not in channels(result)
+
+
+def test_no_credentials(aws, ctx_for, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    result, doc = run(ctx_for())
+    assert result.error
+    assert "No AWS credentials found" in doc["prtg"]["text"]
+    assert "--profile" in doc["prtg"]["text"]
+    assert sum(aws["front"].counts.values()) == 0
+
+
+def test_unknown_profile(aws, ctx_for):
+    result, doc = run(ctx_for(), "--profile", "nosuchprofile")
+    assert result.error
+    assert "profile" in doc["prtg"]["text"] and "not found" in doc["prtg"]["text"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_without_a_cache_is_a_clear_error(aws, ctx_for, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    result, doc = run(ctx_for())
+    assert result.error
+    assert "could not be reached" in doc["prtg"]["text"] and "127.0.0.1" in doc["prtg"]["text"]
+    assert time.monotonic() - started < 20
+
+
+def test_server_stopping_mid_run_serves_the_cache(aws, ctx_for, spend_clock, monkeypatch):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    first, _ = run(ctx)
+    # The same endpoint variable set at the start of the run, now pointing at nothing: the cache
+    # identity keeps the endpoint, so fake "stopped" by breaking the proxy target instead.
+    port = aws["front"].moto_port
+    aws["front"].moto_port = _closed_port()
+    try:
+        spend_clock.advance(7 * 3600)
+        result, doc = run(ctx)
+    finally:
+        aws["front"].moto_port = port
+    assert not result.error, doc
+    ch = channels(result)
+    assert ch["Burn Rate"] == channels(first)["Burn Rate"]
+    assert ch["Cost Data Age"] == pytest.approx(7.0)
+    assert ch["Instance Data Age"] == 7 * 3600
+    assert "ago" in doc["prtg"]["text"]
+
+
+def test_corrupt_cache_is_set_aside_and_refetched(aws, ctx_for, spend_clock):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    run(ctx)
+    for path in ctx.state_dir.glob("gpu_spend-*.json"):
+        path.write_bytes(b'{"format": "prtg-ai-state", "vers')  # truncated write
+    result, doc = run(ctx)
+    assert not result.error
+    assert "set it aside" in doc["prtg"]["text"]
+    assert list(ctx.state_dir.glob("gpu_spend-*.corrupt"))
+    ch = channels(result)
+    assert ch["Running GPU Instances"] == 7
+    # The cost cache was lost: it is refetched (same request body -> moto's same answer).
+    assert ch["GPU Spend Month To Date"] == 2090.0
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 2
+
+
+def test_unwritable_state_folder_never_queries_cost_explorer(aws, ctx_for, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    ctx = Context(state_dir=blocker / "state", clock=ctx_for().clock, env=dict(os.environ))
+    seed_fleet(aws["moto"], DAY)
+    for _ in range(3):
+        result, doc = run(ctx)
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 0
+    assert "without a cache every scan would cost" in doc["prtg"]["text"]
+    assert channels(result)["Running GPU Instances"] == 7  # the free live view still works
+
+
+# -- whole process -----------------------------------------------------------------------------
+def _cli(tmp_path, front_url, extra=None):
+    return cli_env(tmp_path / "cli-state", {**aws_env(front_url), **(extra or {})})
+
+
+def test_cli_runs_reuse_the_cache_and_fresh_runs_never_import_boto3(aws, tmp_path):
+    seed_fleet(aws["moto"], datetime.now(timezone.utc))
+    today = datetime.now(timezone.utc).date()
+    queue_costs(aws["moto"], {d: 10.0 for d in days_of(min(today.replace(day=1), today - timedelta(days=2)).isoformat(),
+                                                       (today + timedelta(days=1)).isoformat())})
+    env = _cli(tmp_path, aws["front"].url)
+    doc, _ = run_cli(["run", "gpu_spend"], env)
+    assert "error" not in doc["prtg"], doc
+    assert channels(doc)["Running GPU Instances"] == 7
+    for _ in range(3):
+        doc, _ = run_cli(["run", "gpu_spend"], env)
+    assert aws["front"].ce_requests() == 2
+    assert aws["front"].counts["ec2:DescribeInstances"] == 1
+    probe = ("import sys; from prtg_ai.cli import main; main(['run', 'gpu_spend']); "
+             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 's3transfer')); "
+             "print('LOADED=' + ','.join(loaded), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED=\n" in proc.stderr or proc.stderr.strip().endswith("LOADED="), proc.stderr
+    assert json.loads(proc.stdout)["prtg"]["result"]
+    # Whereas a run that must refresh does load it (the probe is not vacuous).
+    env_stale = dict(env, PRTG_AI_STATE_DIR=str(tmp_path / "other-state"))
+    proc = subprocess.run([sys.executable, "-c", probe], env=env_stale, capture_output=True, text=True, timeout=60)
+    assert "botocore" in proc.stderr and "boto3" in proc.stderr
+
+
+def test_secret_key_never_reaches_stdout_or_the_log(aws, tmp_path):
+    env = _cli(tmp_path, aws["front"].url, {"PRTG_AI_LOG_LEVEL": "DEBUG"})
+    aws["front"].faults["ce:GetCostAndUsage"] = "deny"
+    outputs = []
+    doc, proc = run_cli(["run", "gpu_spend"], env)
+    outputs.append(proc.stdout + proc.stderr)
+    assert doc["prtg"]["error"] == 1
+    env_down = dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{_closed_port()}",
+                    PRTG_AI_STATE_DIR=str(tmp_path / "down"))
+    doc, proc = run_cli(["run", "gpu_spend"], env_down)
+    outputs.append(proc.stdout + proc.stderr)
+    assert doc["prtg"]["error"] == 1 and "could not be reached" in doc["prtg"]["text"]
+    # A secret that is also used as a bogus profile name must be scrubbed where it is echoed.
+    doc, proc = run_cli(["run", "gpu_spend", "--profile", SECRET], env)
+    outputs.append(proc.stdout + proc.stderr)
+    assert doc["prtg"]["error"] == 1
+    logs = [p.read_text() for base in (tmp_path / "cli-state", tmp_path / "down") for p in base.glob("*.log*")]
+    assert logs, "the runs should have logged something at DEBUG"
+    for text in outputs + logs:
+        assert SECRET not in text
+        assert "Traceback" not in text or text in logs
+
+
+# -- least privilege ------------------------------------------------------------------------------
+def test_every_call_the_backend_makes_is_in_the_iam_policy_and_nothing_more(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    create_budget(aws["moto"], "gpu-monthly", limit=5000, actual=2090, forecast=3050)
+    aws_backend.CALLED.clear()
+    run(ctx_for())
+    called = set(aws_backend.CALLED)
+    # A full refresh exercises every operation the backend knows.
+    assert called == set(aws_backend.IAM_ACTIONS)
+    needed = {a for a in (aws_backend.IAM_ACTIONS[c] for c in called) if a}
+    policy = json.loads(POLICY.read_text())
+    granted = {a for st in policy["Statement"] if st["Effect"] == "Allow" for a in st["Action"]}
+    assert granted == needed
+    # And what reached the server matches (no call bypassed the table).
+    served = {op for op in aws["front"].counts}
+    assert served == {f"{s}:{o}" for s, o in called}
+
+
+def test_cache_files_are_named_by_hashes_not_keys(aws, ctx_for):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    ctx = ctx_for()
+    run(ctx)
+    names = [p.name for p in ctx.state_dir.iterdir()]
+    assert any(n.startswith("gpu_spend-") for n in names)
+    for p in ctx.state_dir.iterdir():
+        if p.is_file():
+            text = p.read_text(errors="replace")
+            assert SECRET not in text and "AKIAIOSFODNN7EXAMPLE" not in text
+
+
+# -- injected environment ---------------------------------------------------------------------
+def test_an_injected_environment_drives_boto3_not_the_process_environment(aws, spend_clock, tmp_path, monkeypatch):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    # The process points somewhere dead; the sensor's context points at the front.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    ctx = Context(state_dir=tmp_path / "state", clock=spend_clock, env=aws_env(aws["front"].url))
+    result, _ = run(ctx)
+    assert not result.error, result.message()
+    assert channels(result)["Running GPU Instances"] == 7
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 1
+
+
+def test_an_empty_injected_environment_never_falls_back_to_the_host_credentials(aws, spend_clock, tmp_path):
+    # The process has working credentials and endpoint (the aws fixture); the context has none.
+    ctx = Context(state_dir=tmp_path / "state", clock=spend_clock, env={})
+    result, doc = run(ctx)
+    assert result.error
+    assert "No AWS credentials found" in doc["prtg"]["text"]
+    assert sum(aws["front"].counts.values()) == 0
+
+
+def test_per_service_endpoint_variables_are_honoured(aws, ctx_for, monkeypatch):
+    seed_fleet(aws["moto"], DAY)
+    queue_costs(aws["moto"], september())
+    # Everything at a dead port except the services named per service: they reach the front.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    for name in ("COST_EXPLORER", "PRICING", "EC2", "CLOUDWATCH", "BUDGETS", "STS"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{name}", aws["front"].url)
+    result, _ = run(ctx_for())
+    assert not result.error, result.message()
+    assert channels(result)["GPU Spend Month To Date"] == 2090.0
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 1
