@@ -14,12 +14,18 @@ from prtg_ai.core.paths import default_state_dir
 from prtg_ai.core.secrets import Scrubber
 
 
+SYS_ROOT_ENV = "PRTG_AI_SYS_ROOT"
+PROC_ROOT_ENV = "PRTG_AI_PROC_ROOT"
+
+
 class Context:
     """Everything a sensor may read from the outside world, injectable for tests.
 
     Args:
-        sys_root: where sysfs is mounted (``/sys``); tests pass a fixture tree.
-        proc_root: where procfs is mounted (``/proc``).
+        sys_root: where sysfs is mounted (default ``$PRTG_AI_SYS_ROOT`` or ``/sys``:
+            a container that mounts the host's sysfs at ``/host/sys`` sets the variable,
+            as node_exporter's ``--path.sysfs`` does).
+        proc_root: where procfs is mounted (default ``$PRTG_AI_PROC_ROOT`` or ``/proc``).
         clock: wall-clock seconds since the epoch (``time.time``).
         monotonic: a monotonic clock for time budgets (``time.monotonic``).
         env: the environment (PRTG placeholders, AWS settings, overrides).
@@ -29,13 +35,13 @@ class Context:
 
     __slots__ = ("sys_root", "proc_root", "clock", "monotonic", "env", "state_dir", "secrets")
 
-    def __init__(self, sys_root=Path("/sys"), proc_root=Path("/proc"), clock=time.time,
+    def __init__(self, sys_root=None, proc_root=None, clock=time.time,
                  monotonic=time.monotonic, env=None, state_dir=None, secrets: Scrubber | None = None):
-        self.sys_root = Path(sys_root)
-        self.proc_root = Path(proc_root)
+        self.env = dict(os.environ) if env is None else env
+        self.sys_root = Path(sys_root or self.env.get(SYS_ROOT_ENV) or "/sys")
+        self.proc_root = Path(proc_root or self.env.get(PROC_ROOT_ENV) or "/proc")
         self.clock = clock
         self.monotonic = monotonic
-        self.env = dict(os.environ) if env is None else env
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(self.env)
         self.secrets = secrets if secrets is not None else Scrubber()
 
