@@ -1,4 +1,4 @@
-"""Render the generated artefacts from the catalogue: ``lookups/*.ovl`` and README tables.
+"""Render the generated artefacts from the catalogue: lookups, device templates, README tables.
 
 ``prtg-ai render`` writes them; ``prtg-ai render --check`` (and a test) fails when a
 committed file differs from what the catalogue gives. Never edit them by hand.
@@ -80,9 +80,18 @@ def splice_readme(text: str, tables: str) -> str:
     return text[:start] + tables + text[end + len(README_END):]
 
 
+def _generated_dirs() -> dict[str, tuple[str, dict[str, str]]]:
+    """Folder -> (file pattern, file name -> text) for every folder render owns entirely."""
+    from prtg_ai.templates import render_templates
+
+    return {"lookups": ("*.ovl", render_lookups()), "device_templates": ("*.odt", render_templates())}
+
+
 def expected_files(root: Path) -> dict[Path, str]:
     """Every generated file under ``root`` and the text it must have."""
-    files = {root / "lookups" / name: text for name, text in render_lookups().items()}
+    files = {}
+    for folder, (_, rendered) in _generated_dirs().items():
+        files.update({root / folder / name: text for name, text in rendered.items()})
     readme = root / "README.md"
     files[readme] = splice_readme(readme.read_text(encoding="utf-8"), render_channel_tables())
     return files
@@ -91,9 +100,13 @@ def expected_files(root: Path) -> dict[Path, str]:
 def stale_files(root: Path) -> list[Path]:
     stale = [p for p, text in expected_files(root).items()
              if not p.is_file() or p.read_text(encoding="utf-8") != text]
-    wanted = set(render_lookups())
-    stale += [p for p in (root / "lookups").glob("*.ovl") if p.name not in wanted]
-    return sorted(stale)
+    return sorted(stale + _orphans(root))
+
+
+def _orphans(root: Path) -> list[Path]:
+    """Generated-looking files render no longer produces."""
+    return [p for folder, (pattern, rendered) in _generated_dirs().items()
+            for p in (root / folder).glob(pattern) if p.name not in rendered]
 
 
 def write_files(root: Path) -> list[Path]:
@@ -103,9 +116,7 @@ def write_files(root: Path) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8", newline="\n")
             written.append(path)
-    wanted = set(render_lookups())
-    for p in (root / "lookups").glob("*.ovl"):
-        if p.name not in wanted:
-            p.unlink()
-            written.append(p)
+    for p in _orphans(root):
+        p.unlink()
+        written.append(p)
     return written

@@ -1,0 +1,88 @@
+"""Device templates parse, and reference only sensors, wrappers and parameters the pack ships."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from prtg_ai.core import registry
+from prtg_ai.core.params import resolve
+from prtg_ai.templates import AGENT_PORT, GPU_COUNTS, SPEND_INTERVAL, render_templates
+from prtg_ai_installer.layout import EXEXML, SCRIPTSXML
+from prtg_ai_installer.wrappers import wrapper_name
+
+REPO = Path(__file__).resolve().parents[2]
+ODT = sorted((REPO / "device_templates").glob("*.odt"))
+NODE_SENSORS = {"gpu_host", "gpu", "east_west", "checkpoint_volume"}
+
+
+def creates(path: Path) -> list[ET.Element]:
+    root = ET.parse(path).getroot()
+    assert root.tag == "devicetemplate" and root.get("id") == "custom" and root.get("name").startswith("prtg-ai ")
+    assert [c.get("id") for c in root.findall("check")] == ["ping"]
+    items = root.findall("create")
+    ids = [c.get("id") for c in items]
+    assert len(ids) == len(set(ids)) and all(i.startswith("prtgai_") for i in ids)
+    for c in items:
+        assert c.get("requires") == "ping" and c.get("displayname")
+        data = {e.tag: (e.text or "") for e in c.find("createdata")}
+        assert data["tags"].split()[0] == "prtgai"
+        assert int(data["interval"]) >= 60 and data["priority"] in {"1", "2", "3", "4", "5"}
+    return items
+
+
+def test_every_family_and_size_is_committed():
+    assert {p.name for p in ODT} == set(render_templates())
+    assert len(ODT) == 2 * len(GPU_COUNTS) + 1
+
+
+def _check_args(sensor: str, argv: list[str]) -> None:
+    """The parameters in a template are ones the sensor declares and accepts."""
+    resolve(registry.get(sensor).params, argv, {})
+
+
+@pytest.mark.parametrize("gpus", GPU_COUNTS)
+def test_http_agent_template(gpus):
+    items = creates(REPO / "device_templates" / f"prtgai_gpu_node_http_{gpus}gpu.odt")
+    seen = []
+    for c in items:
+        url = urlsplit(c.find("createdata/httpurl").text)
+        assert (url.scheme, url.port) == ("http", AGENT_PORT) and url.hostname == "%host"
+        match = re.fullmatch(r"/sensors/([a-z_]+)", url.path)
+        sensor = match.group(1)
+        assert sensor in registry.sensor_ids()
+        _check_args(sensor, [f"--{k.replace('_', '-')}={v}" for k, v in parse_qsl(url.query)])
+        tags = c.find("createdata/tags").text.split()
+        assert tags == ["prtgai", sensor]
+        seen.append((sensor, dict(parse_qsl(url.query)).get("gpu")))
+    assert sorted(s for s, _ in seen if s == "gpu") == ["gpu"] * gpus
+    assert sorted(int(g) for s, g in seen if s == "gpu") == list(range(gpus))
+    assert {s for s, _ in seen} == NODE_SENSORS
+
+
+@pytest.mark.parametrize("gpus", GPU_COUNTS)
+def test_ssh_template_runs_the_installed_wrappers(gpus):
+    items = creates(REPO / "device_templates" / f"prtgai_gpu_node_ssh_{gpus}gpu.odt")
+    wrappers = {wrapper_name(SCRIPTSXML, s): s for s in registry.sensor_ids()}
+    sensors = []
+    for c in items:
+        assert c.get("kind") == "sshscriptxml"
+        script = c.find("createdata/scriptname").text
+        assert script in wrappers, f"{script} is not a wrapper the installer writes"
+        params = (c.find("createdata/params").text or "").split()
+        _check_args(wrappers[script], params)
+        sensors.append(wrappers[script])
+    assert sensors.count("gpu") == gpus and set(sensors) == NODE_SENSORS
+
+
+def test_aws_template():
+    [item] = creates(REPO / "device_templates" / "prtgai_aws_gpu_account.odt")
+    data = {e.tag: (e.text or "") for e in item.find("createdata")}
+    assert item.get("kind") == "exexml"
+    assert data["exefile"] == wrapper_name(EXEXML, "gpu_spend")
+    assert int(data["interval"]) == SPEND_INTERVAL == 900
+    assert data["tags"] == "prtgai gpu_spend"
