@@ -306,4 +306,15 @@ def push_cmd(probe: str, tokens: tuple[str, ...], token_file: str | None, sensor
     sys.exit(pusher.run(once=once))
 
 
+def _add_installer_commands() -> None:
+    # The installer is its own package in the same distribution; its commands join
+    # `prtg-ai` here so a PRTG administrator has one tool to learn.
+    from prtg_ai_installer.cli import install, uninstall
+
+    cli.add_command(install)
+    cli.add_command(uninstall)
+
+
+_add_installer_commands()
+
 __all__ = ["cli", "RUN_USAGE"]

@@ -1,0 +1,445 @@
+"""Carry out a plan (or an uninstall) on a real tree: safe, idempotent, all or nothing.
+
+Rules, in the order they protect the user:
+
+1. Only the manifest says what is ours. A file at one of our paths that the
+   manifest does not list (a *foreign* file), or one whose bytes changed since we
+   wrote it (a *modified* file), is moved aside to ``NAME.prtgai-backup-<UTC time>``
+   before we write; the suffix goes after the extension so PRTG, which lists
+   ``*.ovl``, ``*.cmd``, ``*.py``..., never picks a backup up.
+2. Every relative path is checked before anything is written: no absolute paths,
+   drives, ``..`` or separators smuggled into a name, no symlink leading out of the
+   install root, and never a write through a symlinked file.
+3. Every change is journalled; an error anywhere undoes the run's changes in reverse
+   order, so the tree is as it was. Replaced and removed files are parked under a
+   trash name until the very end, so undo can put them back.
+4. Uninstall removes exactly the manifest's files whose bytes are still ours,
+   restores the foreign files it had moved aside, and removes the folders it
+   created when they are empty: the tree is then byte-identical to before the
+   first install. A file the user changed is left where it is, and reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from prtg_ai_installer.manifest import (
+    FOREIGN, MANIFEST_NAME, MODIFIED, Backup, Entry, Manifest, ManifestError, load, sha256_file,
+)
+from prtg_ai_installer.plan import Plan
+
+BACKUP_TAG = ".prtgai-backup-"
+TRASH_TAG = ".prtgai-trash-"
+TEMP_TAG = ".prtgai-tmp-"
+
+
+class InstallError(Exception):
+    """The install or uninstall could not be done; the tree was left as it was."""
+
+
+class UnsafePath(InstallError):
+    """A path would leave the install root or write through a symlink."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing a run does (or, for ``unchanged`` and ``keep``, deliberately does not)."""
+
+    action: str
+    path: str
+    detail: str = ""
+
+
+# Actions that change the tree (a dry run shows them; "unchanged"/"keep" do not change it).
+CHANGES = {"mkdir", "create", "update", "backup", "remove", "restore", "rmdir", "manifest"}
+
+
+class FileSystem:
+    """Every change to the tree goes through these methods; tests inject faults here."""
+
+    def write(self, path: Path, data: bytes, executable: bool) -> None:
+        """Write ``path`` (which must not exist) via a temp file and an atomic rename."""
+        temp = path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
+        try:
+            with open(temp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if executable and os.name == "posix":  # Windows has no execute bit to set
+                os.chmod(temp, 0o755)
+            os.replace(temp, path)
+        except BaseException:
+            _quiet_unlink(temp)
+            raise
+
+    def move(self, src: Path, dst: Path) -> None:
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(f"{dst} already exists")
+        os.replace(src, dst)
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir()
+
+    def rmdir(self, path: Path) -> None:
+        path.rmdir()
+
+    def unlink(self, path: Path) -> None:
+        path.unlink()
+
+
+def check_relative(rel: str) -> tuple[str, ...]:
+    """The name parts of a manifest/plan path, or UnsafePath when it could escape.
+
+    Args:
+        rel: a POSIX-style path relative to the install root.
+    """
+    if not rel or any(c in rel for c in ("\\", "\0", ":")) or rel != rel.strip():
+        raise UnsafePath(f"refusing path {rel!r}: not a plain relative path")
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).anchor:
+        raise UnsafePath(f"refusing absolute path {rel!r}")
+    parts = tuple(rel.split("/"))
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"refusing path {rel!r}: empty, '.' or '..' part")
+    return parts
+
+
+def resolve_target(root: Path, rel: str, is_file: bool = True) -> Path:
+    """``root/rel`` after checking it stays inside ``root`` once symlinks are followed."""
+    target = root.joinpath(*check_relative(rel))
+    real_root = root.resolve()
+    real = target.resolve()  # follows symlinks in whatever part of the path exists
+    if not real.is_relative_to(real_root):
+        raise UnsafePath(f"refusing {rel!r}: it leads out of {root} (to {real})")
+    if is_file and target.is_symlink():
+        raise UnsafePath(f"refusing {rel!r}: it is a symlink, and writing would follow it")
+    return target
+
+
+def preview_install(plan: Plan, root: Path, manifest: Manifest | None = None) -> list[Step]:
+    """What ``install`` would do, computed without changing anything.
+
+    Raises:
+        UnsafePath: a planned or recorded path is unsafe.
+        InstallError: a target is a folder.
+    """
+    manifest = manifest if manifest is not None else load(root)
+    steps = [Step("mkdir", d) for d in _missing_dirs(root, plan)]
+    for op in plan.files:
+        target = resolve_target(root, op.path)
+        entry = manifest.files.get(op.path)
+        if not os.path.lexists(target):
+            steps.append(Step("create", op.path))
+            continue
+        if target.is_dir():
+            raise InstallError(f"{target} is a folder where prtg-ai installs a file; move it away")
+        current = sha256_file(target)
+        if entry is not None and current == entry.sha256:
+            steps.append(Step("unchanged" if current == op.sha256 else "update", op.path))
+        elif entry is not None and current == op.sha256:
+            steps.append(Step("unchanged", op.path, "the user's bytes equal this release's"))
+        elif entry is not None:
+            steps.append(Step("backup", op.path, "changed since prtg-ai wrote it"))
+        else:
+            steps.append(Step("backup", op.path, "not written by prtg-ai"))
+    planned = {op.path for op in plan.files}
+    stale = [e for e in manifest.files.values() if e.role in plan.roles and e.path not in planned]
+    for entry in sorted(stale, key=lambda e: e.path):
+        steps += _removal_steps(root, entry)
+    new = _manifest_after_install(plan, manifest, steps)
+    if any(s.action in CHANGES for s in steps) or _manifest_bytes(root) != new.to_bytes():
+        steps.append(Step("manifest", MANIFEST_NAME))
+    return steps
+
+
+def preview_uninstall(root: Path, roles: Iterable[str] | None = None) -> list[Step]:
+    """What ``uninstall`` would do, computed without changing anything."""
+    manifest = load(root)
+    chosen = _chosen(manifest, roles)
+    steps: list[Step] = []
+    for entry in sorted(chosen, key=lambda e: e.path):
+        steps += _removal_steps(root, entry)
+    for rel, role in sorted(manifest.dirs.items(), key=lambda kv: kv[0].count("/"), reverse=True):
+        if roles is None or role in set(roles):
+            resolve_target(root, rel, is_file=False)
+            steps.append(Step("rmdir", rel, "if empty"))
+    if manifest.files or manifest.dirs:
+        steps.append(Step("manifest", MANIFEST_NAME))
+    return steps
+
+
+def install(plan: Plan, root: Path, fs: FileSystem | None = None,
+            now: Callable[[], float] = time.time) -> list[Step]:
+    """Install ``plan`` under ``root``; all or nothing.
+
+    Returns:
+        The steps taken (the same list ``preview_install`` gives).
+
+    Raises:
+        InstallError: nothing was changed (or every change was undone).
+    """
+    fs = fs or FileSystem()
+    manifest = load(root)
+    steps = preview_install(plan, root, manifest)
+    run = _Run(root, fs, now)
+    new = copy.deepcopy(manifest)
+    new.version, new.python = plan.version, plan.python
+    ops = {op.path: op for op in plan.files}
+    try:
+        for step in steps:
+            if step.action == "mkdir":
+                run.mkdir(step.path)
+                new.dirs.setdefault(step.path, _role_of_dir(plan, step.path))
+            elif step.action in ("create", "update", "backup", "unchanged"):
+                op = ops[step.path]
+                entry = new.files.get(op.path) or Entry(op.path, op.sha256, op.role, op.executable)
+                if step.action == "update":
+                    run.park(op.path)
+                elif step.action == "backup":
+                    origin = MODIFIED if op.path in manifest.files else FOREIGN
+                    entry.backups.append(run.backup(op.path, origin))
+                if step.action != "unchanged":
+                    run.write(op.path, op.data, op.executable)
+                entry.sha256, entry.role, entry.executable = op.sha256, op.role, op.executable
+                new.files[op.path] = entry
+            elif step.action in ("remove", "restore"):
+                run.removal_step(step, manifest)
+            if step.path in manifest.files and step.path not in ops and step.action != "restore":
+                new.files.pop(step.path, None)  # stale entry of a role we install: no longer ours
+        run.save_manifest(new)
+    except BaseException as exc:
+        run.rollback()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise InstallError(f"install failed at {run.where} ({type(exc).__name__}: {exc}); "
+                           f"every change of this run was undone") from exc
+    run.commit()
+    return steps
+
+
+def uninstall(root: Path, roles: Iterable[str] | None = None, fs: FileSystem | None = None) -> list[Step]:
+    """Remove what the manifest lists (for ``roles``, default all); all or nothing."""
+    fs = fs or FileSystem()
+    roles = tuple(roles) if roles is not None else None
+    manifest = load(root)
+    steps = preview_uninstall(root, roles)
+    run = _Run(root, fs, time.time)
+    new = copy.deepcopy(manifest)
+    for entry in _chosen(manifest, roles):
+        new.files.pop(entry.path, None)
+    try:
+        for step in steps:
+            if step.action in ("remove", "restore"):
+                run.removal_step(step, manifest)
+            elif step.action == "rmdir":
+                if run.rmdir_if_empty(step.path):
+                    new.dirs.pop(step.path, None)
+                elif not new.files:
+                    new.dirs.pop(step.path, None)  # the user put files in it: it is theirs now
+        run.save_manifest(new)
+    except BaseException as exc:
+        run.rollback()
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise InstallError(f"uninstall failed at {run.where} ({type(exc).__name__}: {exc}); "
+                           f"every change of this run was undone") from exc
+    run.commit()
+    return steps
+
+
+class _Run:
+    """The changes of one run, with the undo of each, in order."""
+
+    def __init__(self, root: Path, fs: FileSystem, now: Callable[[], float]):
+        self.root, self.fs, self.now = root, fs, now
+        self.undo: list[Callable[[], None]] = []
+        self.trash: list[Path] = []
+        self.dropped_dirs: list[Path] = []  # removed at commit, deepest first
+        self.where = "start"
+
+    def path(self, rel: str) -> Path:
+        return resolve_target(self.root, rel)
+
+    def mkdir(self, rel: str) -> None:
+        self.where = rel
+        target = resolve_target(self.root, rel, is_file=False)
+        self.fs.mkdir(target)
+        self.undo.append(lambda: target.rmdir())
+
+    def write(self, rel: str, data: bytes, executable: bool) -> None:
+        self.where = rel
+        target = self.path(rel)
+        self.fs.write(target, data, executable)
+        self.undo.append(lambda: target.unlink())
+
+    def park(self, rel: str) -> None:
+        """Move our old copy to a trash name: deleted on commit, put back on rollback."""
+        self.where = rel
+        target = self.path(rel)
+        parked = _free_name(target, f"{TRASH_TAG}{os.getpid()}")
+        self.fs.move(target, parked)
+        self.trash.append(parked)
+        self.undo.append(lambda: os.replace(parked, target))
+
+    def backup(self, rel: str, origin: str) -> Backup:
+        self.where = rel
+        target = self.path(rel)
+        digest = sha256_file(target)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now()))
+        saved = _free_name(target, f"{BACKUP_TAG}{stamp}")
+        self.fs.move(target, saved)
+        self.undo.append(lambda: os.replace(saved, target))
+        return Backup(saved.relative_to(self.root).as_posix(), digest, origin)
+
+    def removal_step(self, step: Step, manifest: Manifest) -> None:
+        if step.action == "remove":
+            self.park(step.path)
+            return
+        # restore: step.path is the backup, step.detail the original path
+        self.where = step.path
+        saved, target = self.path(step.path), self.path(step.detail)
+        self.fs.move(saved, target)
+        self.undo.append(lambda: os.replace(target, saved))
+
+    def rmdir_if_empty(self, rel: str) -> bool:
+        """Remove the folder at commit when nothing but this run's parked files is in it.
+
+        Parked files stay in their folder until commit (so rollback can rename them
+        back), which is why the removal itself waits for commit too.
+        """
+        self.where = rel
+        target = resolve_target(self.root, rel, is_file=False)
+        if not target.is_dir():
+            return False
+        leftover = set(target.iterdir()) - set(self.trash) - set(self.dropped_dirs)
+        if leftover:
+            return False
+        self.dropped_dirs.append(target)
+        return True
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        self.where = MANIFEST_NAME
+        data = manifest.to_bytes()
+        target = self.root / MANIFEST_NAME
+        old = target.read_bytes() if target.exists() else None
+        if old == data:
+            return
+        if old is not None:
+            self.park(MANIFEST_NAME)
+        if manifest.files or manifest.dirs:
+            self.write(MANIFEST_NAME, data, False)
+
+    def rollback(self) -> None:
+        for undo in reversed(self.undo):
+            try:
+                undo()
+            except OSError:
+                pass  # keep undoing the rest: one stuck file must not strand all the others
+        self.undo.clear()
+        self.trash.clear()
+        self.dropped_dirs.clear()
+
+    def commit(self) -> None:
+        for parked in self.trash:
+            _quiet_unlink(parked)
+        for folder in self.dropped_dirs:
+            try:
+                self.fs.rmdir(folder)
+            except OSError:
+                pass  # something appeared in it meanwhile: it is the user's now
+        self.trash.clear()
+        self.dropped_dirs.clear()
+
+
+def _removal_steps(root: Path, entry: Entry) -> list[Step]:
+    """Steps that take one manifest entry out of the tree."""
+    target = resolve_target(root, entry.path)
+    steps: list[Step] = []
+    freed = True
+    if not os.path.lexists(target):
+        steps.append(Step("keep", entry.path, "already gone"))
+    elif not target.is_dir() and sha256_file(target) == entry.sha256:
+        steps.append(Step("remove", entry.path))
+    else:
+        freed = False
+        steps.append(Step("keep", entry.path, "changed since prtg-ai wrote it: left in place for you"))
+    for backup in entry.backups:
+        saved = resolve_target(root, backup.path)
+        if backup.origin == FOREIGN and freed and saved.is_file() and sha256_file(saved) == backup.sha256:
+            steps.append(Step("restore", backup.path, entry.path))
+            freed = False  # one restore per path
+        elif saved.exists():
+            steps.append(Step("keep", backup.path, f"backup of the {backup.origin} {entry.path}: left for you"))
+    return steps
+
+
+def _chosen(manifest: Manifest, roles: Iterable[str] | None) -> list[Entry]:
+    if roles is None:
+        return list(manifest.files.values())
+    roles = set(roles)
+    return [e for e in manifest.files.values() if e.role in roles]
+
+
+def _missing_dirs(root: Path, plan: Plan) -> list[str]:
+    missing: list[str] = []
+    for rel, _role in plan.folders:
+        parts = check_relative(rel)
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            target = resolve_target(root, sub, is_file=False)
+            if not target.exists() and sub not in missing:
+                missing.append(sub)
+    return missing
+
+
+def _role_of_dir(plan: Plan, rel: str) -> str:
+    for folder, role in plan.folders:
+        if folder == rel or folder.startswith(rel + "/"):
+            return role
+    return plan.roles[0]
+
+
+def _manifest_after_install(plan: Plan, manifest: Manifest, steps: list[Step]) -> Manifest:
+    """The manifest an install would write, less the backup records (those come with a
+    ``backup`` step, which rewrites the manifest anyway)."""
+    new = copy.deepcopy(manifest)
+    new.version, new.python = plan.version, plan.python
+    for step in steps:
+        if step.action == "mkdir":
+            new.dirs.setdefault(step.path, _role_of_dir(plan, step.path))
+        if step.path in manifest.files and step.action in ("remove", "keep"):
+            new.files.pop(step.path, None)
+    for op in plan.files:
+        entry = new.files.get(op.path) or Entry(op.path, op.sha256, op.role, op.executable)
+        entry.sha256, entry.role, entry.executable = op.sha256, op.role, op.executable
+        new.files[op.path] = entry
+    return new
+
+
+def _manifest_bytes(root: Path) -> bytes | None:
+    path = root / MANIFEST_NAME
+    return path.read_bytes() if path.is_file() else None
+
+
+def _free_name(target: Path, tag: str) -> Path:
+    candidate = target.with_name(target.name + tag)
+    n = 2
+    while os.path.lexists(candidate):
+        candidate = target.with_name(f"{target.name}{tag}-{n}")
+        n += 1
+    return candidate
+
+
+def _quiet_unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+__all__ = ["FileSystem", "InstallError", "ManifestError", "Step", "UnsafePath", "check_relative",
+           "install", "preview_install", "preview_uninstall", "resolve_target", "uninstall"]

@@ -1,0 +1,135 @@
+"""Render the per-sensor script wrappers PRTG starts (pure: text in, bytes out).
+
+One wrapper per sensor and folder kind (templates in ``assets/wrappers``):
+
+- EXEXML ``.cmd`` (EXE/Script Advanced): runs ``"<python>" -m prtg_ai.cli run SENSOR %*``.
+- python ``.py`` (Python Script Advanced): PRTG runs it with its bundled Python; it
+  re-runs the pack's interpreter with PRTG's JSON (``sys.argv[1]``) on stdin.
+- scripts ``.py`` (Script v2): re-runs the pack with ``--format v2``.
+- scriptsxml ``.sh`` (SSH Script Advanced): ``exec "<python>" -m prtg_ai.cli run SENSOR "$@"``.
+
+The interpreter is an absolute path, kept un-resolved: a venv's ``python`` is a
+symlink to the base interpreter, and resolving it would step out of the venv.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from prtg_ai_installer import layout
+from prtg_ai_installer.data import assets_dir
+
+WRAPPER_PREFIX = "prtgai_"
+SENSOR_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class WrapperKind:
+    """How one folder kind's wrappers are named and rendered."""
+
+    folder: str
+    template: str
+    suffix: str
+    newline: str
+    executable: bool
+
+
+KINDS: dict[str, WrapperKind] = {
+    layout.EXEXML: WrapperKind(layout.EXEXML, "exexml.cmd.j2", ".cmd", "\r\n", False),
+    layout.PYTHON: WrapperKind(layout.PYTHON, "python_script_advanced.py.j2", ".py", "\n", False),
+    layout.SCRIPTS: WrapperKind(layout.SCRIPTS, "script_v2.py.j2", ".py", "\n", True),
+    layout.SCRIPTSXML: WrapperKind(layout.SCRIPTSXML, "ssh_script_advanced.sh.j2", ".sh", "\n", True),
+}
+
+
+class WrapperError(ValueError):
+    """A sensor id or interpreter path that cannot be put into a wrapper safely."""
+
+
+def wrapper_name(kind: str, sensor: str) -> str:
+    """File name of ``sensor``'s wrapper in folder ``kind`` (the name PRTG's dropdown shows)."""
+    check_sensor_id(sensor)
+    return f"{WRAPPER_PREFIX}{sensor}{KINDS[kind].suffix}"
+
+
+def check_sensor_id(sensor: str) -> None:
+    """Refuse ids that would make odd file names or inject into a script."""
+    if not isinstance(sensor, str) or not SENSOR_ID.fullmatch(sensor):
+        raise WrapperError(f"sensor id {sensor!r} is not a snake_case word; refusing to write a wrapper for it")
+
+
+def cmd_command(python: str, sensor: str) -> str:
+    """The one command line of the ``.cmd`` wrapper.
+
+    Double quotes keep ``C:\\Program Files (x86)\\...`` one word for cmd.exe; ``%``
+    is doubled because cmd expands ``%...%`` inside batch files even within quotes.
+    """
+    check_sensor_id(sensor)
+    if '"' in python or "\n" in python or "\r" in python:
+        raise WrapperError(f"interpreter path {python!r} cannot be quoted for cmd.exe")
+    return f'"{python.replace("%", "%%")}" -m prtg_ai.cli run {sensor} %*'
+
+
+def sh_command(python: str, sensor: str) -> str:
+    """The one command line of the ``.sh`` wrapper (POSIX sh double-quoting)."""
+    check_sensor_id(sensor)
+    if "\n" in python or "\0" in python:
+        raise WrapperError(f"interpreter path {python!r} cannot be quoted for sh")
+    quoted = re.sub(r'([\\"$`])', r"\\\1", python)
+    return f'exec "{quoted}" -m prtg_ai.cli run {sensor} "$@"'
+
+
+def render(kind: str, sensor: str, python: str, version: str) -> bytes:
+    """Render ``sensor``'s wrapper for folder ``kind`` with interpreter ``python``.
+
+    Args:
+        kind: a folder kind with wrappers (``layout.EXEXML``, ``PYTHON``, ``SCRIPTS``, ``SCRIPTSXML``).
+        sensor: sensor id from the registry.
+        python: absolute path of the pack's interpreter on the target machine.
+        version: pack version, written into the header comment.
+
+    Returns:
+        The file's bytes, with the line endings its interpreter expects.
+    """
+    spec = KINDS[kind]
+    check_sensor_id(sensor)
+    values = {
+        "sensor": sensor,
+        "version": version,
+        "python_literal": _py_literal(python),
+        "sensor_literal": _py_literal(sensor),
+    }
+    if kind == layout.EXEXML:
+        values["command"] = cmd_command(python, sensor)
+    elif kind == layout.SCRIPTSXML:
+        values["command"] = sh_command(python, sensor)
+    text = _environment().get_template(spec.template).render(**values)
+    lines = text.splitlines()
+    # A .cmd is read by cmd.exe in the console code page; keep it ASCII-safe text but
+    # let a non-ASCII venv path through as UTF-8 (see the report: fragile on Windows).
+    return (spec.newline.join(lines) + spec.newline).encode("utf-8")
+
+
+def _py_literal(value: str) -> str:
+    # repr() of a str is a valid literal for every Python 3 (PRTG's bundled 3.4 included).
+    return repr(str(value))
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2  # only the installer needs jinja2; sensors never import this module
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(wrapper_templates())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # shell and batch text, not HTML
+    )
+
+
+def wrapper_templates() -> Path:
+    """The folder of wrapper templates (package data in a wheel, the repo's in a checkout)."""
+    return assets_dir() / "wrappers"
