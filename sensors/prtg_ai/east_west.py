@@ -36,9 +36,13 @@ an 8-HCA node shows every rail; totals always cover every fabric port; everythin
 else per port (utilisation, packets, errors, discards, link-down events, symbol
 errors, transmit wait, RoCE CNP/ECN) is summed over the fabric, or taken as the
 worst port for utilisation, and the message names the ports concerned. At most
-8 x 4 + 15 totals + 1 execution time = 48 channels.
+8 x 4 + 17 totals + 1 execution time = 50 channels.
 
-NVLink totals are not reported yet: the NVML backend offers no NVLink field reader.
+NVLink: with ``--nvlink auto`` (the default) and an NVIDIA driver loaded
+(``/proc/driver/nvidia`` exists, so hosts without GPUs never load NVML), NVLink TX/RX
+totals come from NVML field values (aggregate scope, cumulative KiB), turned into
+rates per GPU and summed: a GPU that misses a scan cannot fake a jump.
+``--nvlink on`` makes a missing NVML an error; ``off`` never reads it.
 """
 
 from __future__ import annotations
@@ -342,6 +346,28 @@ def _sanitise_previous(data: dict) -> dict[str, dict[str, int]]:
             for k, c in ports.items() if isinstance(k, str) and isinstance(c, dict)}
 
 
+NVLINK_MAX_BYTES_PER_S = 2e12  # per GPU and direction, above NVLink 5's 900 GB/s: a bound, not a speed
+
+
+def nvlink_rates(previous: dict, previous_t: float, current: dict[str, tuple[int, int]],
+                 now: float) -> tuple[float, float] | None:
+    """Summed NVLink (TX, RX) bytes per second over the GPUs present in both scans."""
+    tx = rx = 0.0
+    counted = 0
+    for key, (cur_tx, cur_rx) in current.items():
+        old = previous.get(key) if isinstance(previous, dict) else None
+        if not isinstance(old, list) or len(old) != 2:
+            continue
+        rate_tx = counter_rate(int(old[0]) * 1024, previous_t, cur_tx * 1024, now, max_rate=NVLINK_MAX_BYTES_PER_S)
+        rate_rx = counter_rate(int(old[1]) * 1024, previous_t, cur_rx * 1024, now, max_rate=NVLINK_MAX_BYTES_PER_S)
+        if rate_tx.value is None or rate_rx.value is None:
+            continue  # a reset GPU (driver reload) rejoins the total next scan
+        tx += rate_tx.value
+        rx += rate_rx.value
+        counted += 1
+    return (tx, rx) if counted else None
+
+
 # -- the sensor ---------------------------------------------------------------
 
 class EastWestSensor(Sensor):
@@ -357,6 +383,8 @@ class EastWestSensor(Sensor):
         Param("hca", "glob", "RDMA devices to watch, by name or glob, also comma-separated "
               "(default: every device in /sys/class/infiniband)",
               multiple=True, default=None, state_key=True, metavar="NAME|GLOB"),
+        Param("nvlink", "choice", "NVLink totals through NVML: auto (when an NVIDIA driver is loaded), on, off",
+              default="auto", choices=("auto", "on", "off"), metavar="auto|on|off"),
     )
 
     def run(self) -> SensorResult:
@@ -375,6 +403,7 @@ class EastWestSensor(Sensor):
         default_route = netdev.read_default_route_ifaces(proc_root)
         boot_id = netdev.read_boot_id(proc_root)
         ports, skipped = classify(devs, ib_ports, named, default_route)
+        nvlink, nvlink_note = self._read_nvlink(proc_root)
         fabric = [p for p in ports if p.role == "fabric"]
         frontend = [p for p in ports if p.role == "frontend"]
         unreadable = [p for p in fabric if "rx_bytes" not in p.counters and "tx_bytes" not in p.counters]
@@ -392,11 +421,14 @@ class EastWestSensor(Sensor):
             kept = state.data.get("slots")
             slots = assign_slots([p.key for p in fabric], kept if isinstance(kept, dict) else {})
             readings = {p.key: evaluate(p, previous.get(p.key), prev_t, now) for p in ports}
+            old_nvlink = state.data.get("nvlink") if baseline is None else None
+            nvlink_rate = nvlink_rates(old_nvlink, prev_t, nvlink, now) if nvlink and old_nvlink else None
             state.data = {
                 "boot_id": boot_id,
                 "t": now,
                 "ports": {p.key: {k: c.value for k, c in p.counters.items()} for p in ports},
                 "slots": slots,
+                "nvlink": {k: list(v) for k, v in (nvlink or {}).items()},
             }
             for note in state.notes:
                 result.note(note)
@@ -405,9 +437,32 @@ class EastWestSensor(Sensor):
         if baseline:
             result.note(f"Collecting baseline ({baseline}): rates and changes appear from the next scan")
         self._totals(result, fabric, frontend, readings, baseline is not None)
+        if nvlink_rate is not None:
+            result.add(self.channel("nvlink_tx", round(nvlink_rate[0])))
+            result.add(self.channel("nvlink_rx", round(nvlink_rate[1])))
+            result.note(f"NVLink ({len(nvlink)} GPU(s)) TX {_rate_text(nvlink_rate[0])}, RX {_rate_text(nvlink_rate[1])}")
+        if nvlink_note:
+            result.note(nvlink_note)
         self._ports(result, fabric, slots, readings)
         self._port_notes(result, fabric, readings, baseline is not None)
         return result
+
+    def _read_nvlink(self, proc_root) -> tuple[dict | None, str | None]:
+        """Per-GPU NVLink counters, or None; plus a note when they could not be read."""
+        mode = self.values["nvlink"]
+        if mode == "off" or (mode == "auto" and not (proc_root / "driver" / "nvidia").exists()):
+            return None, None  # no NVIDIA driver here: never load NVML
+        from prtg_ai.backends.nvml import Nvml
+
+        try:
+            with Nvml() as nv:
+                counters, silent = nv.nvlink_counters()
+        except SensorError as exc:
+            if mode == "on":
+                raise
+            return None, f"NVLink not read: {exc.message()}"
+        note = f"NVLink counters of {_shown(silent)} did not answer" if silent else None
+        return counters, note
 
     # -- state -----------------------------------------------------------
     def _previous(self, state, now: float, boot_id: str | None) -> tuple[str | None, float, dict]:

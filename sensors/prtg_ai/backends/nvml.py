@@ -330,6 +330,37 @@ class Nvml:
             index = -1
         return index, handle
 
+    # -- NVLink only (east_west) -----------------------------------------------------
+    def nvlink_counters(self) -> tuple[dict[str, tuple[int, int]], list[str]]:
+        """Cumulative NVLink data counters of every GPU that has NVLink, in KiB.
+
+        Returns ``({gpu key: (tx_kib, rx_kib)}, [GPUs that did not answer])``. Keyed per
+        GPU (by UUID, else index) so a GPU missing from one scan cannot turn into a
+        bogus jump of a host-wide total when it answers again.
+        """
+        nv = self.nv
+        counters: dict[str, tuple[int, int]] = {}
+        silent: list[str] = []
+        wanted = [FI_NVLINK_LINK_COUNT, (FI_NVLINK_DATA_TX, SCOPE_ALL_LINKS), (FI_NVLINK_DATA_RX, SCOPE_ALL_LINKS)]
+        for index in range(self.count()):
+            try:
+                handle = nv.nvmlDeviceGetHandleByIndex(index)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetHandleByIndex_v2
+                values = nv.nvmlDeviceGetFieldValues(handle, wanted)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlFieldValueQueries.html#nvmlDeviceGetFieldValues
+            except nv.NVMLError:
+                silent.append(f"GPU {index}")
+                continue
+            got, _ = _field_map(values)
+            links = _int(got.get(FI_NVLINK_LINK_COUNT))
+            tx, rx = _int(got.get(FI_NVLINK_DATA_TX)), _int(got.get(FI_NVLINK_DATA_RX))
+            if not links or tx is None or rx is None:
+                continue  # no NVLink on this GPU (PCIe cards), or counters not offered
+            try:
+                key = _text(nv.nvmlDeviceGetUUID(handle))  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetUUID
+            except nv.NVMLError:
+                key = f"index-{index}"
+            counters[key] = (tx, rx)
+        return counters, silent
+
     # -- the sweep ------------------------------------------------------------------
     def sweep(self, index: int, handle, gpm_window: float = 0.0,
               sleep: Callable[[float], None] = time.sleep) -> GpuSample:
@@ -426,14 +457,9 @@ class Nvml:
         values = call("nvmlDeviceGetFieldValues", handle, wanted)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlFieldValueQueries.html#nvmlDeviceGetFieldValues
         if values is None:
             return
-        got: dict[int, Any] = {}
-        for v in values:
-            # The call succeeds when ANY field was filled: each entry carries its own return code.
-            ret = int(v.nvmlReturn)
-            fid = int(v.fieldId)
-            if ret == NVML_SUCCESS:
-                got[fid] = getattr(v.value, _VALUE_MEMBERS[int(v.valueType)])
-            elif ret == NVML_ERROR_NO_PERMISSION:
+        got, failed = _field_map(values)
+        for fid, ret in failed.items():
+            if ret == NVML_ERROR_NO_PERMISSION:
                 sample.denied.append(f"field {fid}")
             else:
                 call._absent(f"field {fid}", f"NVML return {ret}")
@@ -527,6 +553,22 @@ class Nvml:
             for s in (first, second):
                 if s is not None:
                     call("nvmlGpmSampleFree", s)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlGpmFunctions.html#nvmlGpmSampleFree
+
+
+def _field_map(values) -> tuple[dict[int, Any], dict[int, int]]:
+    """Split ``nvmlDeviceGetFieldValues`` entries into values and per-field return codes.
+
+    The call succeeds when ANY field was filled: each entry carries its own return code.
+    """
+    got: dict[int, Any] = {}
+    failed: dict[int, int] = {}
+    for v in values:
+        ret, fid = int(v.nvmlReturn), int(v.fieldId)
+        if ret == NVML_SUCCESS:
+            got[fid] = getattr(v.value, _VALUE_MEMBERS[int(v.valueType)])
+        else:
+            failed[fid] = ret
+    return got, failed
 
 
 def _int(value) -> int | None:
