@@ -98,6 +98,21 @@ def channels(result_or_doc) -> dict:
     return {ch["channel"]: ch["value"] for ch in result_or_doc["prtg"]["result"]}
 
 
+def tree_listing(root: Path) -> dict[str, str]:
+    """Every folder and file under root: relative path -> 'dir' or the file's SHA-256 and mode."""
+    import hashlib
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[Path(dirpath, d).relative_to(root).as_posix()] = "dir"
+        for f in filenames:
+            p = Path(dirpath, f)
+            out[p.relative_to(root).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest()
+                                                   + f" {p.stat().st_mode & 0o777:o}")
+    return out
+
+
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 

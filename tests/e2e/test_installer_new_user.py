@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,18 +14,11 @@ import pytest
 from prtg_ai.core.registry import sensor_ids
 from prtg_ai.prtg.validate import validate
 
+from support import tree_listing as listing
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def listing(root: Path) -> dict[str, str]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[Path(dirpath, d).relative_to(root).as_posix()] = "dir"
-        for f in filenames:
-            p = Path(dirpath, f)
-            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.mark.slow

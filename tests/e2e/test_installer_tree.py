@@ -16,22 +16,11 @@ from click.testing import CliRunner
 from prtg_ai.core.registry import sensor_ids
 from prtg_ai.data import data_dir
 from prtg_ai_installer.cli import install, uninstall
-from support import UNPRIVILEGED, is_root
+from support import UNPRIVILEGED, is_root, tree_listing as listing
 
 PY = os.path.abspath(sys.executable)
 
 
-def listing(root: Path) -> dict[str, str]:
-    """Every folder and file under root: relative path -> 'dir' or the file's SHA-256 and mode."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[Path(dirpath, d).relative_to(root).as_posix()] = "dir"
-        for f in filenames:
-            p = Path(dirpath, f)
-            out[p.relative_to(root).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest()
-                                                   + f" {p.stat().st_mode & 0o777:o}")
-    return out
 
 
 @pytest.fixture

@@ -17,21 +17,12 @@ SHIPPED = plan_mod.Shipped(
     lookups=(("prtgai.a.ovl", b"<ValueLookup id='prtgai.a'/>\n"), ("prtgai.b.ovl", b"<ValueLookup id='prtgai.b'/>\n")),
     templates=(("prtgai-node.odt", b"<devicetemplate/>\n"),),
 )
+from support import tree_listing as listing
+
 PY = "/opt/prtg-ai/bin/python"
 STAMP = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 
 
-def listing(root: Path) -> dict[str, str]:
-    """Every folder and file under root: relative path -> 'dir' or the file's SHA-256 and mode."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[Path(dirpath, d).relative_to(root).as_posix()] = "dir"
-        for f in filenames:
-            p = Path(dirpath, f)
-            out[p.relative_to(root).as_posix()] = (hashlib.sha256(p.read_bytes()).hexdigest()
-                                                   + f" {p.stat().st_mode & 0o777:o}")
-    return out
 
 
 def make_plan(roles=("core", "probe"), sensors=("gpu", "checkpoint_volume"), shipped=SHIPPED, version="1.0"):
