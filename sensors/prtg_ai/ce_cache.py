@@ -24,13 +24,15 @@ interval would), not on every scan.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SENSOR_ID = "gpu_spend"
 # A refresh holds the lock across AWS calls (timeouts a few seconds each), so waiters get longer
@@ -48,15 +50,16 @@ CREDENTIAL_ENV = (
 
 
 def credential_fingerprint(env: Mapping[str, str], profile: str | None) -> str:
-    """A short hash naming the credentials and endpoints boto3 will use, without calling AWS.
+    """A short checksum naming the credentials and endpoints boto3 will use, without calling AWS.
 
-    Only the access key *id* enters the hash (never the secret), and the hash, not the
-    id, is what lands in file names.
+    Only the access key *id* enters it (never the secret), and the checksum, not the
+    id, is what lands in file names. It names a cache; it is not a security boundary.
     """
     parts = {k: env.get(k, "") for k in CREDENTIAL_ENV}
     parts["profile"] = profile or ""
     parts["endpoints"] = sorted((k, v) for k, v in env.items() if k.startswith("AWS_ENDPOINT_URL"))
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    # The state store's checksum naming (no hashlib/OpenSSL import on the fast path).
+    return instance_file_stem("cred", parts).split("-", 1)[1]
 
 
 class SharedCache:

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from prtg_ai import ce_cache
 from prtg_ai import spend_model as sm
@@ -60,26 +58,30 @@ _SOURCE_TEXT = {sm.PROJECTION_FORECAST: "Cost Explorer forecast",
                 sm.PROJECTION_BURN: "sensor projection from the burn rate"}
 
 
-@dataclass
 class _Config:
-    regions: list[str]
-    families: list[str]
-    profile: str | None
-    budget: float | None
-    budget_name: str | None
-    ce_ttl_s: float
-    live_ttl_s: float
-    idle_gpu: float
-    idle_cpu: float
-    idle_window_s: float
+    """The sensor's parameters, checked and normalised."""
+
+    def __init__(self, **values):
+        self.regions: list[str] = values["regions"]
+        self.families: list[str] = values["families"]
+        self.profile: str | None = values["profile"]
+        self.budget: float | None = values["budget"]
+        self.budget_name: str | None = values["budget_name"]
+        self.ce_ttl_s: float = values["ce_ttl_s"]
+        self.live_ttl_s: float = values["live_ttl_s"]
+        self.idle_gpu: float = values["idle_gpu"]
+        self.idle_cpu: float = values["idle_cpu"]
+        self.idle_window_s: float = values["idle_window_s"]
 
 
-@dataclass
 class _Part:
-    """One cached part (live or cost): its data and the failure, if the last refresh failed."""
+    """One cached part (live or cost): its data, and the failure when its last refresh failed."""
 
-    data: dict | None
-    error: Any = None  # an AwsError from this scan, or a recorded failure dict
+    __slots__ = ("data", "error")
+
+    def __init__(self, data: dict | None, error=None):
+        self.data = data
+        self.error = error  # an AwsError from this scan, or a failure dict recorded by an earlier one
 
 
 class GpuSpendSensor(Sensor):
@@ -136,16 +138,9 @@ class GpuSpendSensor(Sensor):
         cfg = self._config()
         now = self.ctx.now()
         notes: list[str] = []
-        state_dir = self.ctx.state_dir
-        cred = ce_cache.credential_fingerprint(self.ctx.env, cfg.profile)
-        identity_cache = SharedCache(state_dir, {"kind": "identity", "cred": cred})
-        live_cache = SharedCache(state_dir, {
-            "kind": "live", "cred": cred, "families": cfg.families,
-            "regions": cfg.regions or ["default", self.ctx.env.get("AWS_REGION", ""),
-                                       self.ctx.env.get("AWS_DEFAULT_REGION", "")],
-            "idle": [cfg.idle_gpu, cfg.idle_cpu, cfg.idle_window_s]})
+        identity_cache, live_cache = self.caches(cfg)
         account = (identity_cache.peek() or {}).get("account")
-        cost_cache = self._cost_cache(account, cfg)
+        cost_cache = self.cost_cache_for(account, cfg)
         live = _Part(live_cache.peek())
         cost = _Part(cost_cache.peek() if cost_cache else None)
 
@@ -156,25 +151,38 @@ class GpuSpendSensor(Sensor):
             from prtg_ai.backends import aws  # boto3 loads only on this path
 
             session = aws.Aws(cfg.profile, self.ctx.env)
-            account = self._account(session, identity_cache, now, notes)
+            account = self._account(session, identity_cache, now)
             if live_due:
                 live = self._refresh_live(session, live_cache, cfg, now, notes)
             if cost_due:
-                cost_cache = self._cost_cache(account, cfg)
+                cost_cache = self.cost_cache_for(account, cfg)
                 cost = self._refresh_cost(session, cost_cache, account, cfg, now, notes)
         for part in (live, cost):
             if part.error is None and part.data and part.data.get("failure"):
                 part.error = part.data["failure"]  # a failure recorded by an earlier scan, in back-off
         return self._build(cfg, now, live, cost, notes)
 
-    def _cost_cache(self, account: str | None, cfg: _Config) -> SharedCache | None:
+    def caches(self, cfg: _Config | None = None) -> tuple[SharedCache, SharedCache]:
+        """The identity cache (credentials -> account) and this configuration's live cache."""
+        cfg = cfg or self._config()
+        cred = ce_cache.credential_fingerprint(self.ctx.env, cfg.profile)
+        identity = SharedCache(self.ctx.state_dir, {"kind": "identity", "cred": cred})
+        live = SharedCache(self.ctx.state_dir, {
+            "kind": "live", "cred": cred, "families": cfg.families,
+            "regions": cfg.regions or ["default", self.ctx.env.get("AWS_REGION", ""),
+                                       self.ctx.env.get("AWS_DEFAULT_REGION", "")],
+            "idle": [cfg.idle_gpu, cfg.idle_cpu, cfg.idle_window_s]})
+        return identity, live
+
+    def cost_cache_for(self, account: str | None, cfg: _Config | None = None) -> SharedCache | None:
         """The cost cache of an account and query: shared by every sensor asking the same thing."""
+        cfg = cfg or self._config()
         if not account:
             return None
         return SharedCache(self.ctx.state_dir, {"kind": "cost", "account": account, "families": cfg.families,
                                                 "metric": sm.COST_METRIC})
 
-    def _account(self, session, identity_cache: SharedCache, now: float, notes: list[str]) -> str | None:
+    def _account(self, session, identity_cache: SharedCache, now: float) -> str:
         """The account id behind the credentials: cached a day, from STS when older."""
         known = identity_cache.peek() or {}
         if known.get("account") and ce_cache.is_fresh(known, IDENTITY_TTL_S, now):

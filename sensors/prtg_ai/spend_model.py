@@ -17,12 +17,15 @@ Facts relied on (``reference/infra-anchors.md`` §A):
 
 from __future__ import annotations
 
-import calendar
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+
+# No dataclasses, calendar or typing at run time: a script sensor pays every import on every scan.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # EC2 instance families with GPUs or AI accelerators (Cost Explorer's INSTANCE_TYPE_FAMILY
 # values). The live view does not rely on this list alone: any running type whose
@@ -53,13 +56,21 @@ def family_of(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
 
 
-@dataclass(frozen=True)
 class TypeInfo:
     """What a running instance of one type contributes: GPUs (may be fractional) and accelerators."""
 
-    gpus: float
-    accelerators: int
-    gpu_name: str = ""
+    __slots__ = ("gpus", "accelerators", "gpu_name")
+
+    def __init__(self, gpus: float, accelerators: int, gpu_name: str = ""):
+        self.gpus = float(gpus)
+        self.accelerators = int(accelerators)
+        self.gpu_name = gpu_name
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TypeInfo) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"TypeInfo(gpus={self.gpus!r}, accelerators={self.accelerators!r}, gpu_name={self.gpu_name!r})"
 
     @property
     def accelerated(self) -> bool:
@@ -150,29 +161,29 @@ def spot_price_for(prices: Mapping[str, float], az: str) -> float | None:
 
 
 # -- burn ---------------------------------------------------------------------
-@dataclass
 class Burn:
     """The fleet now: counts and $/h."""
 
-    instances: int = 0
-    spot: int = 0
-    gpus: float = 0.0
-    accelerators: int = 0
-    burn: float = 0.0
-    idle: int = 0
-    idle_burn: float = 0.0
-    unpriced: int = 0
-    unpriced_types: list[str] = field(default_factory=list)
-    idle_ids: list[str] = field(default_factory=list)
-    unknown: int = 0
+    FIELDS = {"instances": 0, "spot": 0, "gpus": 0.0, "accelerators": 0, "burn": 0.0, "idle": 0,
+              "idle_burn": 0.0, "unpriced": 0, "unpriced_types": list, "idle_ids": list, "unknown": 0}
+
+    def __init__(self, **values):
+        for name, default in self.FIELDS.items():
+            value = values.get(name, default)
+            setattr(self, name, value() if value is list else value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Burn) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"Burn({self.to_json()!r})"
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Burn":
-        known = {k: doc[k] for k in cls().__dict__ if k in doc}
-        return cls(**known)
+        return cls(**{k: doc[k] for k in cls.FIELDS if k in doc})
 
 
 def summarise(instances: Iterable[Mapping[str, Any]]) -> Burn:
@@ -255,8 +266,8 @@ def month_start(day: date) -> date:
 
 
 def next_month_start(day: date) -> date:
-    last = calendar.monthrange(day.year, day.month)[1]
-    return day.replace(day=last) + timedelta(days=1)
+    # Day 28 + 4 days always lands in the next month.
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def query_window(today: date, cached_days: Iterable[str]) -> tuple[date, date]:

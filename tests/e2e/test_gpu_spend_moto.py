@@ -597,8 +597,8 @@ def test_server_stopping_mid_run_serves_the_cache(aws, ctx_for, spend_clock, mon
     queue_costs(aws["moto"], september())
     ctx = ctx_for()
     first, _ = run(ctx)
-    # The same endpoint variable set at the start of the run, now pointing at nothing: the cache
-    # identity keeps the endpoint, so fake "stopped" by breaking the proxy target instead.
+    # The server behind the endpoint goes away: the front now drops every connection unanswered
+    # (the endpoint URL itself stays the same, as it would in production).
     port = aws["front"].moto_port
     aws["front"].moto_port = _closed_port()
     try:
@@ -763,3 +763,26 @@ def test_per_service_endpoint_variables_are_honoured(aws, ctx_for, monkeypatch):
     assert not result.error, result.message()
     assert channels(result)["GPU Spend Month To Date"] == 2090.0
     assert aws["front"].counts["ce:GetCostAndUsage"] == 1
+
+
+def test_simultaneous_first_scans_buy_cost_explorer_once(aws, tmp_path):
+    """Four PRTG processes start together on an empty cache: the lock makes one refresh, the rest read it."""
+    seed_fleet(aws["moto"], datetime.now(timezone.utc))
+    today = datetime.now(timezone.utc).date()
+    queue_costs(aws["moto"], {d: 10.0 for d in days_of(min(today.replace(day=1), today - timedelta(days=2)).isoformat(),
+                                                       (today + timedelta(days=1)).isoformat())})
+    env = _cli(tmp_path, aws["front"].url)
+    procs = [subprocess.Popen([sys.executable, "-m", "prtg_ai.cli", "run", "gpu_spend"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    docs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "Traceback" not in out + err, err
+        docs.append(json.loads(out))
+    for doc in docs:
+        assert "error" not in doc["prtg"], doc
+        assert channels(doc)["Running GPU Instances"] == 7
+        assert channels(doc)["GPU Spend Month To Date"] > 0
+    assert aws["front"].counts["ce:GetCostAndUsage"] == 1
+    assert aws["front"].counts["ce:GetCostForecast"] == 1
+    assert aws["front"].counts["ec2:DescribeInstances"] == 1
