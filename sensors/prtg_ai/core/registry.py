@@ -17,6 +17,7 @@ SENSORS: dict[str, tuple[str, str]] = {
     "gpu_host": ("prtg_ai.gpu_host", "GpuHostSensor"),
     "east_west": ("prtg_ai.east_west", "EastWestSensor"),
     "gpu_spend": ("prtg_ai.gpu_spend", "GpuSpendSensor"),
+    "inference": ("prtg_ai.inference", "InferenceSensor"),
 }
 
 

@@ -16,7 +16,7 @@ from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError, PrtgAiError
 from prtg_ai.core.log import get_logger
-from prtg_ai.core.params import resolve
+from prtg_ai.core.params import Param, resolve
 from prtg_ai.prtg.model import SensorResult
 from prtg_ai.prtg.render import render
 from prtg_ai.prtg.validate import validate
@@ -26,6 +26,11 @@ FORMATS = ("prtg", "v2", "table")
 # PRTG placeholders that carry credentials: scrubbed wherever they would appear.
 SECRET_ENV = ("prtg_windowspassword", "prtg_linuxpassword", "prtg_snmpcommunity",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PRTG_AI_TOKEN")
+# Runtime-level option every sensor accepts: adaptive baselines of chosen channels.
+BASELINE = Param("baseline", "str", "channel to keep an adaptive baseline for (repeatable): adds "
+                 "'<channel> Deviation' and '<channel> Baseline State'", multiple=True, default=(),
+                 metavar="CHANNEL")
+MAX_BASELINES = 8  # the Script v2 id span the catalogue reserves for the companion channels
 
 
 class Outcome:
@@ -44,7 +49,9 @@ def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResul
         ctx.secrets.register(ctx.env.get(var))
     try:
         cls = registry.get(sensor_id)
-        values = resolve(cls.params, argv, ctx.env)
+        own = any(p.name == BASELINE.name for p in cls.params)
+        values = resolve(cls.params if own else (*cls.params, BASELINE), argv, ctx.env)
+        baselines = () if own else tuple(values.pop(BASELINE.name) or ())
         for param in cls.params:
             if param.secret and values.get(param.name):
                 ctx.secrets.register(str(values[param.name]))
@@ -53,6 +60,8 @@ def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResul
         if not result.error:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             result.add(sensor.channel("execution_time", round(elapsed_ms, 3)))
+            if baselines:
+                _apply_baselines(sensor, result, baselines, ctx)
     except ConfigError as exc:
         result = SensorResult.failure(exc.message())
     except PrtgAiError as exc:
@@ -66,6 +75,52 @@ def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResul
             f"Details are in the log under {ctx.state_dir}; please report it with that log."
         )
     return _scrubbed(result, ctx)
+
+
+def _apply_baselines(sensor, result: SensorResult, names: tuple[str, ...], ctx: Context) -> None:
+    """Add a Deviation and a Baseline State channel for each ``--baseline`` channel.
+
+    The history lives in its own state file of this sensor instance (the sensor's
+    identity plus a marker), so it never disturbs the sensor's own samples.
+    Imported lazily: sensors without ``--baseline`` pay nothing for it.
+    """
+    from prtg_ai.baseline import STATE_NAMES, Baseline
+    from prtg_ai.core.state import StateStore
+    from prtg_ai.prtg.units import CHANNEL_LIMIT
+
+    names = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if len(names) > MAX_BASELINES:
+        raise ConfigError(BASELINE.name, f"at most {MAX_BASELINES} channels can have a baseline, got {len(names)}")
+    by_name = {ch.name: ch for ch in result.channels}
+    for name in names:
+        ch = by_name.get(name)
+        if ch is not None and (ch.valuelookup or not isinstance(ch.value, (int, float)) or isinstance(ch.value, bool)):
+            raise ConfigError(BASELINE.name, f"{name!r} is a state (lookup) channel; a baseline needs a measured value")
+    identity = {**sensor.state_identity(), "_baseline": "1"}
+    with StateStore(ctx.state_dir).session(sensor.id, identity, max_samples=1) as state:
+        now = ctx.now()
+        for index, name in enumerate(names):
+            ch = by_name.get(name)
+            if ch is None:
+                known = ", ".join(sorted(by_name))[:300]
+                result.note(f"--baseline {name!r}: no such channel in this scan (channels: {known})")
+                continue
+            if len(result.channels) + 2 > CHANNEL_LIMIT:
+                result.note(f"--baseline {name!r}: skipped, PRTG allows at most {CHANNEL_LIMIT} channels")
+                continue
+            baseline = Baseline(state.data.get(name))
+            verdict = baseline.observe(now, float(ch.value))
+            state.data[name] = baseline.doc()
+            result.add(sensor.channel("baseline_deviation", round(verdict.z, 2), instance=name, index=index))
+            result.add(sensor.channel("baseline_state", verdict.state, instance=name, index=index))
+            if verdict.state >= 2:
+                result.note(f"{name} is {STATE_NAMES[verdict.state]} for this hour of the week: "
+                            f"{ch.value:g} against a usual {verdict.expected:g} (deviation {verdict.z:+.1f})")
+        # Baselines of channels no longer asked for are dropped: the file stays bounded.
+        for stale in set(state.data) - set(names):
+            del state.data[stale]
+        for note in state.notes:
+            result.note(note)
 
 
 def _scrubbed(result: SensorResult, ctx: Context) -> SensorResult:
