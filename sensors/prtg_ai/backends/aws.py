@@ -169,7 +169,34 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
                         "This is a bug in prtg-ai; please report it.")
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"AWS {what} failed ({type(exc).__name__}).", "Transient: the sensor retries later.")
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(exc, ResponseParserError):
+        # A response cut off mid-body (connection dropped, proxy timeout). Its text holds
+        # part of the raw body: never echo it.
+        return AwsError(f"AWS answered {what} with an unreadable response (cut off or not AWS's format).",
+                        "Transient: the sensor retries later and serves cached data meanwhile.")
     raise exc
+
+
+# The key each JSON-protocol answer always carries. botocore's JSON parser turns a body
+# it cannot parse (a truncated answer) into {"message": <body>} without raising, which
+# would otherwise read as "no cost" and be cached for hours.
+REQUIRED_KEYS = {
+    ("ce", "GetCostAndUsage"): "ResultsByTime",
+    ("ce", "GetCostForecast"): "Total",
+    ("pricing", "GetProducts"): "PriceList",
+}
+
+
+def check_answer(doc, service: str, op: str) -> dict:
+    """Return ``doc`` when it looks like a parsed AWS answer; raise a transient AwsError otherwise."""
+    required = REQUIRED_KEYS.get((service, op))
+    unreadable = not isinstance(doc, dict) or ("message" in doc and (required is None or required not in doc))
+    if unreadable or (required is not None and required not in doc):
+        raise AwsError(f"AWS answered {_what(service, op)} with an unreadable response (cut off or not AWS's format).",
+                       "Transient: the sensor retries later and serves cached data meanwhile.")
+    return doc
 
 
 # -- clients ----------------------------------------------------------------------
@@ -286,7 +313,7 @@ class Aws:
             from botocore import xform_name
 
             client = self._client(service, region)
-            return getattr(client, xform_name(op))(**kwargs)
+            return check_answer(getattr(client, xform_name(op))(**kwargs), service, op)
         except AwsError:
             raise
         except Exception as exc:  # translated to an actionable AwsError; anything else is re-raised
