@@ -113,6 +113,21 @@ def tree_listing(root: Path) -> dict[str, str]:
     return out
 
 
+def stop_with_sigterm(proc: subprocess.Popen, timeout: float = 15) -> tuple[str, str, float]:
+    """Send SIGTERM to a running ``prtg-ai`` process; return its stdout, stderr and seconds to exit."""
+    import signal
+    import time
+
+    started = time.monotonic()
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, err, time.monotonic() - started
+
+
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from prtg_ai.agent.app import AgentApp
 from prtg_ai.agent.auth import Authenticator
 from prtg_ai.agent.server import AgentServer, tls_context
 from prtg_ai.prtg.validate import validate
-from support import cli_env
+from support import cli_env, stop_with_sigterm
 
 TOKEN = "agent-token-0123456789"
 USER, PASSWORD = "prtg", "basic-pass-98765"
@@ -284,10 +283,7 @@ def test_serve_subprocess_exits_gracefully_on_sigterm(tmp_path):
         denied = requests.get(f"http://127.0.0.1:{port}/sensors/checkpoint_volume?token=bad-{TOKEN}", timeout=10)
         assert denied.status_code == 401
         idle = socket.create_connection(("127.0.0.1", port), timeout=10)  # an idle keep-alive client
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-        took = time.monotonic() - t0
+        out, err, took = stop_with_sigterm(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

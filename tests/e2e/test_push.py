@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import requests
 from prtg_ai.agent.push import PushConfigError, Pusher, backoff_delay, check_probe_url, parse_targets
 from prtg_ai.core.context import Context
 from prtg_ai.prtg.validate import validate
-from support import FakeClock, cli_env
+from support import FakeClock, cli_env, stop_with_sigterm
 
 TOKEN = "PUSH-TOKEN-0A1B2C3D"
 
@@ -197,10 +196,7 @@ def test_push_subprocess_exits_cleanly_on_sigterm(probe, folder, tmp_path):
     try:
         assert p.got.wait(30), "no push arrived"
         time.sleep(0.2)  # now sleeping until the next interval
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-        took = time.monotonic() - t0
+        out, err, took = stop_with_sigterm(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

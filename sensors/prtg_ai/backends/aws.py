@@ -354,15 +354,20 @@ class Aws:
             "Metrics": [metric],
             "Filter": {"Dimensions": {"Key": "INSTANCE_TYPE_FAMILY", "Values": list(families)}},
         }
-        results: list[dict] = []
-        for _ in range(MAX_CE_PAGES):
-            doc = self._call("ce", self._global_region(), "GetCostAndUsage", **request)
-            results.extend(doc.get("ResultsByTime") or [])
-            token = doc.get("NextPageToken")
+        return self._paged("ce", "GetCostAndUsage", request, "ResultsByTime", "NextPageToken", MAX_CE_PAGES)
+
+    def _paged(self, service: str, op: str, request: dict[str, Any], items: str, token_key: str,
+               max_pages: int) -> list[dict]:
+        """Every page of ``items`` of a call paged by hand with ``token_key``, at most ``max_pages``."""
+        out: list[dict] = []
+        for _ in range(max_pages):
+            doc = self._call(service, self._global_region(), op, **request)
+            out.extend(doc.get(items) or [])
+            token = doc.get(token_key)
             if not token:
                 break
-            request["NextPageToken"] = token
-        return results
+            request[token_key] = token
+        return out
 
     def cost_forecast(self, start: date, end: date, families: Sequence[str], metric: str) -> float | None:
         """Cost Explorer's forecast of ``metric`` over ``[start, end)``; None when AWS has too little history."""
@@ -382,16 +387,8 @@ class Aws:
 
     def budgets(self, account: str) -> list[dict]:
         """Every budget of the account (``DescribeBudgets``, paged by hand)."""
-        out: list[dict] = []
         request: dict[str, Any] = {"AccountId": account, "MaxResults": 100}
-        for _ in range(MAX_PAGES):
-            doc = self._call("budgets", self._global_region(), "DescribeBudgets", **request)
-            out.extend(doc.get("Budgets") or [])
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
-        return out
+        return self._paged("budgets", "DescribeBudgets", request, "Budgets", "NextToken", MAX_PAGES)
 
     # -- EC2 ---------------------------------------------------------------
     def running_instances(self, region: str) -> list[dict]:
