@@ -21,13 +21,25 @@ BACKEND = REPO / "sensors" / "prtg_ai" / "backends" / "aws.py"
 
 
 def _called_operations() -> set[tuple[str, str]]:
-    """Every ``self._call("service", region, "Operation", ...)`` in the backend's source."""
+    """Every ``self._call("service", region, "Operation", ...)`` and ``self._paged("service", "Operation", ...)``
+    in the backend's source; only ``_paged`` itself may pass them on as variables."""
     found = set()
-    for node in ast.walk(ast.parse(BACKEND.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "_call":
+    tree = ast.parse(BACKEND.read_text(encoding="utf-8"))
+    paged = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_paged")
+    forwarding = {id(n) for n in ast.walk(paged)}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr == "_call":
             service, op = node.args[0], node.args[2]
-            assert isinstance(service, ast.Constant) and isinstance(op, ast.Constant), ast.dump(node)
-            found.add((service.value, op.value))
+        elif node.func.attr == "_paged":
+            service, op = node.args[0], node.args[1]
+        else:
+            continue
+        if id(node) in forwarding:
+            continue
+        assert isinstance(service, ast.Constant) and isinstance(op, ast.Constant), ast.dump(node)
+        found.add((service.value, op.value))
     return found
 
 
