@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test bench render check-generated clean
+.PHONY: test bench bench-quick reliability reliability-quick render check-generated clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,17 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py
+
+bench-quick: $(VENV)/.installed
+	$(PY) benchmarks/run.py --quick
+
+# The whole reliability suite (PRTG_AI_RELIABILITY=full): counts in benchmarks/results/ and the README.
+reliability: $(VENV)/.installed
+	$(PY) tests/reliability/report.py
+
+# The quick part, as `make test` runs it within the whole suite.
+reliability-quick: $(VENV)/.installed
+	$(PY) tests/reliability/report.py --quick
 
 render: $(VENV)/.installed
 	$(VENV)/bin/prtg-ai render

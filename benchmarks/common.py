@@ -1,4 +1,4 @@
-"""Helpers for the benchmarks: interleaved repeated timing, medians, machine description."""
+"""Helpers for the benchmarks: interleaved repeated timing, medians, machine description, agent processes and load."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def time_commands(commands: dict[str, Sequence[str]], repeats: int, env: dict | None = None) -> dict[str, list[float]]:
@@ -48,3 +49,151 @@ def machine() -> str:
     except OSError:
         pass
     return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+# -- processes and load for the agent benchmarks --------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+SHIM = TESTS / "fakes" / "shim"
+CASES = TESTS / "testcases"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, path: str, timeout: float = 30.0, proc=None) -> None:
+    """Wait until GET ``path`` on 127.0.0.1:``port`` answers 200."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before answering")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"127.0.0.1:{port}{path} did not answer within {timeout:.0f} s")
+
+
+def prtg_ai_script() -> str:
+    import shutil
+    import sys
+
+    return shutil.which("prtg-ai", path=str(Path(sys.executable).parent)) or "prtg-ai"
+
+
+def bench_env(state_dir, extra: dict | None = None) -> dict:
+    """The environment of a sensor or agent under benchmark: fakes for NVML and sysfs, no PRTG_AI_ leftovers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRTG_AI_", "prtg_", "AWS_"))}
+    env.update({
+        "PRTG_AI_STATE_DIR": str(state_dir),
+        "PYTHONPATH": str(SHIM),
+        "PRTG_AI_FAKE_NVML": str(CASES / "gpu_host" / "h100x8_load" / "nvml.json"),
+        "PRTG_AI_SYS_ROOT": str(CASES / "east_west" / "ndr_8port" / "sys"),
+        "PRTG_AI_PROC_ROOT": str(CASES / "east_west" / "ndr_8port" / "proc"),
+    })
+    env.update(extra or {})
+    return env
+
+
+class Agent:
+    """``prtg-ai serve`` on 127.0.0.1 as PRTG's HTTP Data Advanced sensors reach it (a context manager)."""
+
+    TOKEN = "bench-token-7d6e5f4a3b2c"
+
+    def __init__(self, env: dict, *args: str):
+        self.port = free_port()
+        self.env, self.args = env, args
+
+    def __enter__(self) -> "Agent":
+        self.proc = subprocess.Popen([prtg_ai_script(), "serve", "--listen", f"127.0.0.1:{self.port}",
+                                      "--token", self.TOKEN, *self.args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
+        wait_http(self.port, "/health", proc=self.proc)
+        self.pid = self.proc.pid
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop(self.proc)
+
+
+def stop(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def load(port: int, paths: Sequence[str], total: int, threads: int = 4,
+         headers: dict | None = None, deadline_s: float = 300.0) -> dict:
+    """Drive ``total`` GETs (cycling through ``paths``) from ``threads`` keep-alive clients.
+
+    Returns req/s over the wall time, latency percentiles (ms), the count of non-200
+    answers and whether the deadline cut the run short.
+    """
+    import http.client
+    import threading
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = iter(range(total))
+    started = time.perf_counter()
+    stop_at = time.monotonic() + deadline_s
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        bad = 0
+        while time.monotonic() < stop_at:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", paths[i % len(paths)], headers=headers or {})
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            except OSError:
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            mine.append(time.perf_counter() - t0)
+            bad += not ok
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000.0 if latencies else float("nan")
+
+    return {"requests": len(latencies), "wall_s": round(wall, 3), "rps": round(len(latencies) / wall, 1),
+            "p50_ms": round(pct(0.50), 3), "p99_ms": round(pct(0.99), 3), "errors": errors[0],
+            "cut_short": len(latencies) < total}

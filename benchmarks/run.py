@@ -1,7 +1,9 @@
 """Run every benchmark in this folder and print one table; write JSON results and the README table.
 
-Usage: python benchmarks/run.py [--quick] [--no-readme]
+Usage: python benchmarks/run.py [--quick] [--no-readme] [--only NAME ...]
 Every figure is a ratio against a baseline measured in the same run (medians of repeated runs).
+``--quick`` (a smoke run, under 2 minutes on 2 cores) never touches the README; the full
+run (under 15 minutes) writes the table between the README's benchmark markers.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import datetime as dt
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
 
-BENCHMARKS = ["bench_startup", "bench_checkpoint_scan"]
+BENCHMARKS = ["bench_startup", "bench_probe_cost", "bench_agent", "bench_ce_requests", "bench_checkpoint_scan"]
 BEGIN = "<!-- BEGIN GENERATED: benchmarks (make bench) -->"
 END = "<!-- END GENERATED: benchmarks -->"
 
@@ -34,22 +37,28 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmark modules")
     args = parser.parse_args()
     rows: list[dict] = []
-    for name in BENCHMARKS:
+    started = time.monotonic()
+    for name in args.only or BENCHMARKS:
         module = importlib.import_module(name)
         kwargs = {"repeats": 3} if args.quick else {}
+        t0 = time.monotonic()
         rows.extend(module.run(**kwargs))
+        print(f"{name}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     where = machine()
-    print(f"prtg-ai benchmarks, {when}, {where}\n")
+    print(f"prtg-ai benchmarks{' (quick)' if args.quick else ''}, {when}, {where}, "
+          f"{time.monotonic() - started:.0f} s\n")
     print(table(rows))
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"{stamp}.json").write_text(json.dumps({"when": when, "machine": where, "rows": rows}, indent=1))
+    (results / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(
+        json.dumps({"when": when, "machine": where, "quick": args.quick, "rows": rows}, indent=1))
     readme = HERE.parent / "README.md"
-    if not args.no_readme and not args.quick and readme.is_file():
+    if not args.no_readme and not args.quick and not args.only and readme.is_file():
         text = readme.read_text(encoding="utf-8")
         start, end = text.find(BEGIN), text.find(END)
         if start >= 0 and end >= 0:

@@ -30,7 +30,7 @@ def counter_delta(previous: int, current: int, bits: int | None = None) -> tuple
         return None, "no previous sample"
     if current >= previous:
         return float(current - previous), None
-    if bits and bits <= 32 and previous >= (1 << bits) * 3 // 4:
+    if bits and bits <= 32 and (1 << bits) * 3 // 4 <= previous < (1 << bits):
         return float((1 << bits) - previous + current), None
     return None, "counter reset"
 
