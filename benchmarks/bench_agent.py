@@ -5,14 +5,19 @@ when missing and this runs as root), started by this benchmark with
 ``--web.listen-address=127.0.0.1:<port>`` and default collectors (never the system
 service), answering ``GET /metrics``. Both servers are driven by the same client
 (``common.load``: 4 threads with keep-alive connections, a bounded request count)
-on the same 2 cores, one after the other.
+on the same 2 cores, one after the other. With Debian's ``wrk`` installed (``.ci``
+does not need it; the benchmark installs it as root when missing) the client is wrk with
+16 connections for a fixed time, as in the issue's reference figures; otherwise the
+Python client.
 
 Agent rows (``prtg-ai serve``, default settings, INFO request log to /dev/null):
 
-* ``/sensors/gpu_host`` with the default 5 s result cache: what PRTG's HTTP Data
-  Advanced sensors get when a dozen of them poll one node (8-GPU NVML scenario fake);
+* ``/sensors/gpu_host`` and ``/sensors/east_west`` with the default 5 s result cache:
+  what PRTG's HTTP Data Advanced sensors get when a dozen of them poll one node
+  (8-GPU NVML scenario fake; 8-port NDR sysfs fixture). Targets (issue 6): at least
+  10x node_exporter's throughput and at most 1/10 of its p99;
 * ``/sensors/east_west`` with ``--cache-ttl 0``: every request runs the sensor in
-  full (8-port NDR sysfs fixture).
+  full (reported).
 
 Memory: the agent's RSS (psutil) after a 1,000-request warm-up and after 100,000
 more requests (10,000 in ``--quick``) cycling through sensors, bad parameters,
@@ -31,7 +36,7 @@ from urllib.parse import quote
 
 import psutil
 
-from common import CASES, Agent, bench_env, free_port, load, median, stop, wait_http
+from common import CASES, Agent, bench_env, free_port, load, median, stop, wait_http, wrk_load
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
@@ -57,16 +62,33 @@ def _node_exporter(total: int, repeats: int) -> list[dict]:
     try:
         wait_http(port, "/metrics", proc=proc)
         load(port, ["/metrics"], 50)  # warm-up
-        return [load(port, ["/metrics"], total) for _ in range(repeats)]
+        return [_drive(port, "/metrics", total, None) for _ in range(repeats)]
     finally:
         stop(proc)
+
+
+def _has_wrk() -> bool:
+    if shutil.which("wrk"):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True, timeout=300)
+    return bool(shutil.which("wrk"))
+
+
+def _drive(port: int, path: str, total: int, headers: dict | None) -> dict:
+    """One measured round: wrk for a fixed time when present, else ``total`` Python requests."""
+    if _has_wrk():
+        return wrk_load(port, path, seconds=max(2, total // 1000), headers=headers)
+    result = load(port, [path], total, headers=headers)
+    result["client"] = "Python client, 4 keep-alive connections"
+    return result
 
 
 def _agent(env: dict, path: str, total: int, repeats: int, *args: str) -> list[dict]:
     with Agent(env, *args) as agent:
         headers = {"Authorization": f"Bearer {agent.TOKEN}"}
         load(agent.port, [path], 50, headers=headers)  # warm-up
-        return [load(agent.port, [path], total, headers=headers) for _ in range(repeats)]
+        return [_drive(agent.port, path, total, headers) for _ in range(repeats)]
 
 
 def _memory(env: dict, folder: Path, kmsg: Path, total: int) -> dict:
@@ -109,10 +131,12 @@ def run(repeats: int = 5) -> list[dict]:
         env = bench_env(Path(tmp) / "state")
         baseline = None if why_not else _node_exporter(total, rounds)
         cases = [
-            ("/sensors/gpu_host (5 s result cache)", f"/sensors/gpu_host?xid_log={quote(str(kmsg))}", ()),
+            ("/sensors/gpu_host (default 5 s result cache)", f"/sensors/gpu_host?xid_log={quote(str(kmsg))}", ()),
+            ("/sensors/east_west (default 5 s result cache)", "/sensors/east_west", ()),
             ("/sensors/east_west (cache off: a full scan per request)", "/sensors/east_west", ("--cache-ttl", "0")),
         ]
         for label, path, args in cases:
+            targeted = "default" in label
             runs = _agent(env, path, total, rounds, *args, "--state-dir", str(Path(tmp) / "agent-state"))
             rps, p99 = median([r["rps"] for r in runs]), median([r["p99_ms"] for r in runs])
             errors = sum(r["errors"] for r in runs)
@@ -121,15 +145,17 @@ def run(repeats: int = 5) -> list[dict]:
                 rows.append({
                     "benchmark": f"agent throughput: {label}",
                     "baseline": "node_exporter 1.5 GET /metrics, same client",
-                    "ratio": round(rps / b_rps, 3), "target": "reported", "ok": errors == 0,
-                    "detail": f"{rps:,.0f} vs {b_rps:,.0f} req/s (median of {rounds} x {total:,} requests, "
-                              f"4 keep-alive clients); errors {errors}",
+                    "ratio": round(rps / b_rps, 3), "target": ">= 10" if targeted else "reported",
+                    "ok": errors == 0 and (rps / b_rps >= 10 or not targeted),
+                    "detail": f"{rps:,.0f} vs {b_rps:,.0f} req/s (median of {rounds} rounds, {runs[0]['client']}); "
+                              f"errors {errors}",
                     "raw": {"agent": runs, "node_exporter": baseline},
                 })
                 rows.append({
                     "benchmark": f"agent p99 latency: {label}",
                     "baseline": "node_exporter 1.5 GET /metrics p99",
-                    "ratio": round(p99 / b_p99, 3), "target": "reported", "ok": errors == 0,
+                    "ratio": round(p99 / b_p99, 3), "target": "<= 0.1" if targeted else "reported",
+                    "ok": errors == 0 and (p99 / b_p99 <= 0.1 or not targeted),
                     "detail": f"p99 {p99:.2f} ms vs {b_p99:.2f} ms; p50 {median([r['p50_ms'] for r in runs]):.2f} ms "
                               f"vs {median([r['p50_ms'] for r in baseline]):.2f} ms",
                 })

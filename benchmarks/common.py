@@ -197,3 +197,38 @@ def load(port: int, paths: Sequence[str], total: int, threads: int = 4,
     return {"requests": len(latencies), "wall_s": round(wall, 3), "rps": round(len(latencies) / wall, 1),
             "p50_ms": round(pct(0.50), 3), "p99_ms": round(pct(0.99), 3), "errors": errors[0],
             "cut_short": len(latencies) < total}
+
+
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _wrk_ms(text: str) -> float:
+    import re
+
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    return float(m.group(1)) * _WRK_UNITS[m.group(2)]
+
+
+def wrk_load(port: int, path: str, seconds: float, connections: int = 16, threads: int = 2,
+             headers: dict | None = None) -> dict:
+    """Drive ``GET path`` with wrk (Debian's ``wrk``) for ``seconds``; the same result shape as ``load``.
+
+    wrk is a C load generator: on a 2-core machine it takes far less CPU from the
+    server under test than a Python client, and it is what the issue's reference
+    figures were measured with (16 connections).
+    """
+    import re
+
+    cmd = ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--timeout", "10s"]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                         timeout=seconds + 60, check=True).stdout
+    percent = {m.group(1): _wrk_ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M)}
+    requests = int(re.search(r"^\s+(\d+) requests in", out, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": percent["50"],
+            "p99_ms": percent["99"], "errors": errors, "requests": requests, "cut_short": False,
+            "client": f"wrk, {connections} connections"}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from prtg_ai.backends import nvml, xid
@@ -32,6 +31,7 @@ from prtg_ai.gpu_health import (
     BIT_SW_POWER_CAP, IDLE_HELD, decode_reasons, health, idle_held_step, throttle_state, worst_xid,
 )
 from prtg_ai.prtg.model import SensorResult
+from prtg_ai.records import field, record
 
 MB = 1_000_000
 KIB = 1024
@@ -70,7 +70,7 @@ def gpu_params(single: bool) -> tuple[Param, ...]:
 
 
 # -- XIDs -------------------------------------------------------------------------------
-@dataclass
+@record
 class XidView:
     """XIDs for one scan: per normalised PCI address, the codes since the last scan."""
 

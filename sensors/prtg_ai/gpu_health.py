@@ -7,7 +7,7 @@ The lookup values here are the ones in ``catalog/gpu.lookups.csv``; the states
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from prtg_ai.records import record
 
 # -- clock-event ("throttle") reasons --------------------------------------------------
 # Bits from nvml.h (nvmlClocksEventReason*), identical in NVML 12 and 13.
@@ -94,7 +94,7 @@ def worst_xid(codes) -> int:
 IDLE_IN_USE, IDLE_FREE, IDLE_HELD_SHORT, IDLE_HELD, IDLE_UNKNOWN = range(5)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdleStep:
     """The idle-but-held verdict for one scan, and what to remember for the next."""
 

@@ -25,16 +25,19 @@ sensors never loads it.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from prtg_ai.core.errors import ConfigError, SensorError
+from prtg_ai.core.log import get_logger
+from prtg_ai.records import field, record
 
-log = logging.getLogger("prtg_ai.nvml")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = get_logger("prtg_ai.nvml")
 DOC = "https://docs.nvidia.com/deploy/nvml-api/"
 
 # Numeric ids from nvml.h. They are ABI and never change; hard-coding them keeps older
@@ -87,7 +90,7 @@ def _text(value) -> str:
 
 
 # -- typed data ------------------------------------------------------------------------
-@dataclass(frozen=True)
+@record(frozen=True)
 class SystemInfo:
     """Versions of the driver stack (for the sensor message)."""
 
@@ -96,7 +99,7 @@ class SystemInfo:
     cuda: str | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MemoryInfo:
     """Frame-buffer memory in bytes, from ``nvmlDeviceGetMemoryInfo`` v2.
 
@@ -115,7 +118,7 @@ class MemoryInfo:
         return 100.0 * self.used / usable if usable > 0 else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProcessInfo:
     """A process holding a context on the GPU."""
 
@@ -124,7 +127,7 @@ class ProcessInfo:
     kind: str               # "compute", "graphics" or "compute+graphics"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MigInstance:
     """One MIG device (GPU instance / compute instance) and its memory."""
 
@@ -135,7 +138,7 @@ class MigInstance:
     memory: MemoryInfo | None
 
 
-@dataclass
+@record
 class GpuSample:
     """Everything one sweep read from one GPU; ``None`` means "not available here"."""
 
@@ -560,7 +563,7 @@ def _field_map(values) -> tuple[dict[int, Any], dict[int, int]]:
 
     The call succeeds when ANY field was filled: each entry carries its own return code.
     """
-    got: dict[int, Any] = {}
+    got: dict = {}
     failed: dict[int, int] = {}
     for v in values:
         ret, fid = int(v.nvmlReturn), int(v.fieldId)

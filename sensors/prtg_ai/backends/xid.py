@@ -20,8 +20,9 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+
+from prtg_ai.records import record
 
 KMSG = Path("/dev/kmsg")
 MAX_TEXT_BYTES = 4 * 1024 * 1024   # a text log is read from its tail: the recent part matters
@@ -32,7 +33,7 @@ _KMSG = re.compile(r"^(?P<prio>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;")
 _DMESG = re.compile(r"^\s*\[\s*(?P<sec>\d+\.\d+)\]")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class XidEvent:
     """One XID line.
 
@@ -47,7 +48,7 @@ class XidEvent:
     order_kind: str   # "seq", "ts" or "line"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LogRead:
     """What ``read_log`` got: the text, where from, or why nothing."""
 

@@ -8,6 +8,7 @@ that imports and configures logging on the first call.
 from __future__ import annotations
 
 _settings: dict = {}
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
 def prepare(state_dir, env, scrubber) -> None:
@@ -31,6 +32,21 @@ def _ensure() -> None:
     _settings["configured"] = True
 
 
+def _wanted(level: int) -> bool:
+    """Whether a record of ``level`` would be written once logging is configured.
+
+    Answered from the environment alone, so the debug and info lines of a normal scan
+    (e.g. "metric not supported here") never import ``logging`` at all. Before
+    ``prepare`` (in-process use, tests) every record goes to ``logging``.
+    """
+    if "state_dir" not in _settings:
+        return True
+    env = _settings["env"]
+    if env.get("PRTG_AI_LOG", "file").lower() == "none":
+        return False
+    return level >= _LEVELS.get(env.get("PRTG_AI_LOG_LEVEL", "WARNING").upper(), 30)
+
+
 class LazyLogger:
     """A stand-in for ``logging.Logger`` with the methods the pack uses."""
 
@@ -49,10 +65,12 @@ class LazyLogger:
         return self._logger
 
     def debug(self, *args, **kwargs):
-        self._get().debug(*args, **kwargs)
+        if _wanted(10):
+            self._get().debug(*args, **kwargs)
 
     def info(self, *args, **kwargs):
-        self._get().info(*args, **kwargs)
+        if _wanted(20):
+            self._get().info(*args, **kwargs)
 
     def warning(self, *args, **kwargs):
         self._get().warning(*args, **kwargs)
