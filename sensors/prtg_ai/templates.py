@@ -9,6 +9,9 @@ staleness by a test:
 * ``prtgai_gpu_node_ssh_<N>gpu.odt``: the same sensors as SSH Script Advanced,
   running the ``.sh`` wrappers the installer puts in ``/var/prtg/scriptsxml``.
 * ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe.
+* ``prtgai_inference_server.odt``: ``inference`` through the agent on a model-serving
+  node (vLLM / TGI / Triton on port 8000 of the same host), with adaptive baselines
+  on queue depth and time to first token: "normal" depends on the model and the hour.
 
 What PRTG documents and what is guessed (see README, "Facts we could not confirm"):
 the ``devicetemplate`` / ``check`` / ``create`` / ``createdata`` structure and the
@@ -34,6 +37,8 @@ SSH_SCRIPT_FIELD, SSH_PARAMS_FIELD = "scriptname", "params"  # UNCONFIRMED field
 EXE_ADVANCED_KIND = "exexml"  # confirmed
 SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe and the bill quiet
 CHECKPOINT_PLACEHOLDER = "/checkpoints"  # the admin edits this per device
+MODEL_SERVER_URL = "http://127.0.0.1:8000"  # seen from the agent on the same node; edit per device
+INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
 
 _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                           keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -109,6 +114,16 @@ def _aws_template() -> str:
     return _ODT.render(name="prtg-ai AWS GPU account (EXE/Script Advanced)", priority=1, sensors=sensors)
 
 
+def _inference_template() -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode([("url", MODEL_SERVER_URL), *(("baseline", b) for b in INFERENCE_BASELINES)])
+    sensors = [{"id": "prtgai_inference", "kind": HTTP_DATA_ADVANCED_KIND, "name": "Model server",
+                "fields": [(HTTP_URL_FIELD, f"http://%host:{AGENT_PORT}/sensors/inference?{query}"),
+                           *_common("inference", 3)]}]
+    return _ODT.render(name="prtg-ai inference server (HTTP agent)", priority=1, sensors=sensors)
+
+
 def render_templates() -> dict[str, str]:
     """File name -> text of every device template."""
     files = {}
@@ -116,4 +131,5 @@ def render_templates() -> dict[str, str]:
         files[f"prtgai_gpu_node_http_{n}gpu.odt"] = _http_template(n)
         files[f"prtgai_gpu_node_ssh_{n}gpu.odt"] = _ssh_template(n)
     files["prtgai_aws_gpu_account.odt"] = _aws_template()
+    files["prtgai_inference_server.odt"] = _inference_template()
     return files

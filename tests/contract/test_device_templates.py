@@ -37,7 +37,7 @@ def creates(path: Path) -> list[ET.Element]:
 
 def test_every_family_and_size_is_committed():
     assert {p.name for p in ODT} == set(render_templates())
-    assert len(ODT) == 2 * len(GPU_COUNTS) + 1
+    assert len(ODT) == 2 * len(GPU_COUNTS) + 2
 
 
 def _check_args(sensor: str, argv: list[str]) -> None:
@@ -86,3 +86,18 @@ def test_aws_template():
     assert data["exefile"] == wrapper_name(EXEXML, "gpu_spend")
     assert int(data["interval"]) == SPEND_INTERVAL == 900
     assert data["tags"] == "prtgai gpu_spend"
+
+
+def test_inference_template_polls_the_agent_with_baselines():
+    [item] = creates(REPO / "device_templates" / "prtgai_inference_server.odt")
+    url = urlsplit(item.find("createdata/httpurl").text)
+    assert url.path == "/sensors/inference" and url.port == AGENT_PORT
+    pairs = parse_qsl(url.query)
+    assert dict(pairs)["url"].startswith("http://")
+    # The agent turns query pairs into options: the sensor must accept every one of them,
+    # --baseline included (a runtime option every sensor takes).
+    from prtg_ai.core.runtime import BASELINE
+
+    declared = (*registry.get("inference").params, BASELINE)
+    resolve(declared, [f"--{k.replace('_', '-')}={v}" for k, v in pairs], {})
+    assert [v for k, v in pairs if k == "baseline"] == ["Requests Waiting", "Time To First Token p95"]

@@ -41,6 +41,18 @@ def test_query_maps_to_declared_params_only():
         query_to_argv(CheckpointVolumeSensor, [("sys_root", "/")])
 
 
+def test_runtime_options_pass_through_the_agent(app, tmp_path):
+    """?baseline=CHANNEL reaches the runtime as --baseline, as on the command line."""
+    assert query_to_argv(CheckpointVolumeSensor, [("baseline", "Used Space")]) == ["--baseline=Used Space"]
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    status, _, body = call(app, "/sensors/checkpoint_volume", f"path={folder}&baseline=Used%20Space&token={TOKEN}")
+    doc = json.loads(body)
+    assert status == 200 and validate(body) == []
+    names = {ch["channel"]: ch["value"] for ch in doc["prtg"]["result"]}
+    assert names["Used Space Baseline State"] == 0 and "Used Space Deviation" in names  # learning at first
+
+
 def test_sensor_result_is_cached_and_order_insensitive(app, tmp_path):
     folder = tmp_path / "ck"
     folder.mkdir()

@@ -38,7 +38,7 @@ from prtg_ai.agent.cache import SharedResources, TTLCache
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError
-from prtg_ai.core.runtime import finish, run_sensor
+from prtg_ai.core.runtime import BASELINE, finish, run_sensor
 from prtg_ai.core.secrets import Scrubber
 from prtg_ai.prtg.model import SensorResult
 
@@ -46,6 +46,7 @@ log = logging.getLogger("prtg_ai.agent")
 FORMAT_PARAM = "format"
 RESERVED = (TOKEN_PARAM, FORMAT_PARAM)
 MAX_QUERY_FIELDS = 64
+RUNTIME_PARAMS = (BASELINE,)
 _SENSOR_PATH = re.compile(r"^/sensors/([a-z][a-z0-9_]{0,63})/?$")
 JSON_TYPE = "application/json"
 _STATUS_TEXT = {200: "200 OK", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
@@ -73,13 +74,14 @@ def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]]) -> list[str]:
     Returns:
         The argv the runtime parses and validates (types, ranges, repeats).
     """
-    by_name = {p.name: p for p in sensor_cls.params}
+    # The sensor's own parameters, plus the runtime options every sensor takes (--baseline).
+    by_name = {p.name: p for p in (*RUNTIME_PARAMS, *sensor_cls.params)}
     argv: list[str] = []
     for name, value in pairs:
         param = by_name.get(name.strip().lower().replace("-", "_"))
         if param is None:
             shown = name if len(name) <= 40 else name[:37] + "..."
-            declared = ", ".join(p.name for p in sensor_cls.params) or "none"
+            declared = ", ".join(p.name for p in (*sensor_cls.params, *RUNTIME_PARAMS))
             raise BadRequest(f"Unknown parameter {shown!r} for sensor {sensor_cls.id}. "
                              f"Its parameters are: {declared}.")
         if param.kind == "flag" and value == "":
