@@ -25,8 +25,8 @@ interval would), not on every scan.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem
 
@@ -65,15 +65,17 @@ def credential_fingerprint(env: Mapping[str, str], profile: str | None) -> str:
 class SharedCache:
     """One cache file in the state folder, named by ``identity``."""
 
-    def __init__(self, directory: Path, identity: dict[str, Any]):
-        self.directory = Path(directory)
+    def __init__(self, directory, identity: dict[str, Any]):
+        # Strings: a scan answered from this cache never imports pathlib.
+        self.directory = os.fspath(directory)
         self.identity = identity
-        self.path = self.directory / f"{instance_file_stem(SENSOR_ID, identity)}.json"
+        self.path = os.path.join(self.directory, f"{instance_file_stem(SENSOR_ID, identity)}.json")
 
     def peek(self) -> dict[str, Any] | None:
         """The cached data, read without the lock (files are replaced atomically); None when absent or unusable."""
         try:
-            doc = json.loads(self.path.read_bytes().decode("utf-8"))
+            with open(self.path, "rb") as fh:
+                doc = json.loads(fh.read().decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             return None  # the locked refresh path sets a corrupt file aside and says so
         if (not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION

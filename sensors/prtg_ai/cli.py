@@ -59,7 +59,7 @@ def run_command(args: list[str]) -> int:
 
         fmt, rest, problem = _split_format(args)
         ctx = Context()
-        prepare(ctx.state_dir, ctx.env, ctx.secrets)
+        prepare(ctx.state_path, ctx.env, ctx.secrets)
         if problem:
             outcome = finish(SensorResult.failure(problem), fmt)
         elif not rest or rest[0].startswith("-"):

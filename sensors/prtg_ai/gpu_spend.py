@@ -166,8 +166,8 @@ class GpuSpendSensor(Sensor):
         """The identity cache (credentials -> account) and this configuration's live cache."""
         cfg = cfg or self._config()
         cred = ce_cache.credential_fingerprint(self.ctx.env, cfg.profile)
-        identity = SharedCache(self.ctx.state_dir, {"kind": "identity", "cred": cred})
-        live = SharedCache(self.ctx.state_dir, {
+        identity = SharedCache(self.ctx.state_path, {"kind": "identity", "cred": cred})
+        live = SharedCache(self.ctx.state_path, {
             "kind": "live", "cred": cred, "families": cfg.families,
             "regions": cfg.regions or ["default", self.ctx.env.get("AWS_REGION", ""),
                                        self.ctx.env.get("AWS_DEFAULT_REGION", "")],
@@ -179,7 +179,7 @@ class GpuSpendSensor(Sensor):
         cfg = cfg or self._config()
         if not account:
             return None
-        return SharedCache(self.ctx.state_dir, {"kind": "cost", "account": account, "families": cfg.families,
+        return SharedCache(self.ctx.state_path, {"kind": "cost", "account": account, "families": cfg.families,
                                                 "metric": sm.COST_METRIC})
 
     def _account(self, session, identity_cache: SharedCache, now: float) -> str:
@@ -264,7 +264,7 @@ class GpuSpendSensor(Sensor):
         """GPU counts per type (cached a week) and on-demand prices (cached a day), shared per region."""
         from prtg_ai.backends.aws import AwsError
 
-        cache = SharedCache(self.ctx.state_dir, {"kind": "catalog", "region": region})
+        cache = SharedCache(self.ctx.state_path, {"kind": "catalog", "region": region})
         with cache.session() as state:
             types = state.data.setdefault("types", {})
             prices = state.data.setdefault("prices", {})
@@ -348,7 +348,7 @@ class GpuSpendSensor(Sensor):
                 # Without a cache every scan would buy a Cost Explorer request: refuse, serve what is on disk.
                 return _Part(data or None, {"kind": "nocache", "text": (
                     "Cost Explorer was not queried because its cache cannot be saved in the state folder "
-                    f"{self.ctx.state_dir} (see the note); without a cache every scan would cost $0.01.")})
+                    f"{self.ctx.state_path} (see the note); without a cache every scan would cost $0.01.")})
             if data and not self._due(data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now):
                 return _Part(data)  # another sensor refreshed the shared cache while this one waited
             today = sm.utc_day(now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prtg_ai import ce_cache
 from prtg_ai.ce_cache import SharedCache
 
@@ -32,14 +34,14 @@ def test_shared_cache_round_trip_and_lock_free_peek(tmp_path):
 def test_peek_ignores_corrupt_or_foreign_files_and_the_session_sets_them_aside(tmp_path):
     cache = SharedCache(tmp_path, {"kind": "live"})
     tmp_path.mkdir(exist_ok=True)
-    cache.path.write_text('{"format": "prtg-ai-state", "version": 1, "sensor": "gpu", "data": {}, "samples": []}')
+    Path(cache.path).write_text('{"format": "prtg-ai-state", "version": 1, "sensor": "gpu", "data": {}, "samples": []}')
     assert cache.peek() is None  # written for another sensor
-    cache.path.write_bytes(b"\x00\xff{")
+    Path(cache.path).write_bytes(b"\x00\xff{")
     assert cache.peek() is None
     with cache.session() as state:
         assert state.data == {}
         assert any("set it aside" in n for n in state.notes)
-    assert cache.path.with_suffix(".corrupt").exists()
+    assert Path(cache.path).with_suffix(".corrupt").exists()
 
 
 def test_freshness_tolerates_small_clock_steps_only():

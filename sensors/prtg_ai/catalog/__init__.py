@@ -15,12 +15,13 @@ Names may contain ``{instance}`` (per-port, per-GPU channels); such a row reserv
 from __future__ import annotations
 
 import csv
+import os
 from functools import lru_cache
-from pathlib import Path
 
 from prtg_ai.prtg.model import Channel
 
-CATALOG_DIR = Path(__file__).resolve().parent
+# A string, not a Path: pathlib is not needed on a scan's path (see core/context.py).
+CATALOG_DIR = os.path.dirname(os.path.abspath(__file__))
 COLUMNS = (
     "key", "name", "unit", "customunit", "speedsize", "volumesize", "speedtime", "float",
     "lookup", "limitmode", "limitmaxerror", "limitmaxwarning", "limitminwarning",
@@ -114,16 +115,17 @@ class Catalog:
         return self.specs[key].make(value, **kwargs)
 
 
-def _read_rows(path: Path, sensor: str) -> dict[str, ChannelSpec]:
+def _read_rows(path: str, sensor: str) -> dict[str, ChannelSpec]:
     specs: dict[str, ChannelSpec] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
+    name = os.path.basename(path)
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path.name}: columns must be {COLUMNS}")
+            raise ValueError(f"{name}: columns must be {COLUMNS}")
         for row in reader:
             key = row["key"]
             if key in specs:
-                raise ValueError(f"{path.name}: duplicate key {key!r}")
+                raise ValueError(f"{name}: duplicate key {key!r}")
             specs[key] = ChannelSpec(
                 sensor=sensor,
                 key=key,
@@ -152,12 +154,12 @@ def _read_rows(path: Path, sensor: str) -> dict[str, ChannelSpec]:
 @lru_cache(maxsize=None)
 def load(sensor: str) -> Catalog:
     """Return the catalogue of ``sensor``: its own rows plus the common rows."""
-    specs = _read_rows(CATALOG_DIR / "_common.csv", sensor)
-    specs.update(_read_rows(CATALOG_DIR / f"{sensor}.csv", sensor))
+    specs = _read_rows(os.path.join(CATALOG_DIR, "_common.csv"), sensor)
+    specs.update(_read_rows(os.path.join(CATALOG_DIR, f"{sensor}.csv"), sensor))
     return Catalog(sensor, specs)
 
 
 def catalogued_sensors() -> list[str]:
-    return sorted(p.stem for p in CATALOG_DIR.glob("*.csv")
-                  if not p.stem.startswith("_") and not p.name.endswith(".lookups.csv"))
+    return sorted(name[:-4] for name in os.listdir(CATALOG_DIR)
+                  if name.endswith(".csv") and not name.startswith("_") and not name.endswith(".lookups.csv"))
 

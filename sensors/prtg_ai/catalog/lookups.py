@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from functools import lru_cache
 
 from prtg_ai.catalog import CATALOG_DIR
@@ -27,13 +28,13 @@ class Lookup:
 @lru_cache(maxsize=None)
 def load_lookups() -> dict[str, Lookup]:
     lookups: dict[str, Lookup] = {}
-    for path in sorted(CATALOG_DIR.glob("*.lookups.csv")):
-        _read(path, lookups)
+    for name in sorted(n for n in os.listdir(CATALOG_DIR) if n.endswith(".lookups.csv")):
+        _read(os.path.join(CATALOG_DIR, name), lookups)
     return lookups
 
 
 def _read(path, lookups: dict[str, Lookup]) -> None:
-    with path.open(newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             lk = lookups.setdefault(row["lookup"], Lookup(row["lookup"], int(row["desired"]), row["undefined"]))
             if int(row["desired"]) != lk.desired or row["undefined"] != lk.undefined:

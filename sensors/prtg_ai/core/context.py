@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-from prtg_ai.core.paths import default_state_dir
+from prtg_ai.core.paths import default_state_path
 from prtg_ai.core.secrets import Scrubber
 
 
@@ -33,17 +32,37 @@ class Context:
         secrets: values scrubbed from every output and log line.
     """
 
-    __slots__ = ("sys_root", "proc_root", "clock", "monotonic", "env", "state_dir", "secrets")
+    # Folders are kept as strings and handed out as ``Path`` on demand: importing
+    # pathlib costs ~5 ms a scan, and a sensor answered from cache never needs it.
+    __slots__ = ("sys_path", "proc_path", "clock", "monotonic", "env", "state_path", "secrets")
 
     def __init__(self, sys_root=None, proc_root=None, clock=time.time,
                  monotonic=time.monotonic, env=None, state_dir=None, secrets: Scrubber | None = None):
         self.env = dict(os.environ) if env is None else env
-        self.sys_root = Path(sys_root or self.env.get(SYS_ROOT_ENV) or "/sys")
-        self.proc_root = Path(proc_root or self.env.get(PROC_ROOT_ENV) or "/proc")
+        self.sys_path = os.fspath(sys_root or self.env.get(SYS_ROOT_ENV) or "/sys")
+        self.proc_path = os.fspath(proc_root or self.env.get(PROC_ROOT_ENV) or "/proc")
         self.clock = clock
         self.monotonic = monotonic
-        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(self.env)
+        self.state_path = os.fspath(state_dir) if state_dir is not None else default_state_path(self.env)
         self.secrets = secrets if secrets is not None else Scrubber()
+
+    @property
+    def sys_root(self):
+        from pathlib import Path
+
+        return Path(self.sys_path)
+
+    @property
+    def proc_root(self):
+        from pathlib import Path
+
+        return Path(self.proc_path)
+
+    @property
+    def state_dir(self):
+        from pathlib import Path
+
+        return Path(self.state_path)
 
     def now(self) -> float:
         return float(self.clock())

@@ -56,6 +56,7 @@ def configure(state_dir: Path, env: Mapping[str, str], scrubber: Scrubber) -> Pa
         try:
             from logging.handlers import RotatingFileHandler
 
+            state_dir = Path(state_dir)
             state_dir.mkdir(parents=True, exist_ok=True)
             log_path = state_dir / LOG_NAME
             handler = RotatingFileHandler(log_path, maxBytes=_MAX_BYTES, backupCount=2,

@@ -20,7 +20,6 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from prtg_ai.core.errors import ConfigError
 
@@ -94,6 +93,8 @@ class Param:
         elif self.kind == "path":
             if not raw.strip():
                 raise ConfigError(self.name, "path is empty")
+            from pathlib import Path  # only sensors with a path parameter pay for pathlib
+
             value = Path(raw)
         elif self.kind == "glob":
             value = raw.strip()

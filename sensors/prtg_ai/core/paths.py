@@ -11,21 +11,30 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 APP_NAME = "prtg-ai"
 STATE_DIR_ENV = "PRTG_AI_STATE_DIR"
 
 
-def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+def default_state_path(env: Mapping[str, str] | None = None) -> str:
+    """The state folder as a string (no pathlib import: this runs on every scan)."""
     env = os.environ if env is None else env
     override = env.get(STATE_DIR_ENV)
     if override:
-        return Path(override)
+        return override
     if sys.platform == "win32":
-        return Path(env.get("PROGRAMDATA", r"C:\ProgramData")) / APP_NAME / "state"
+        import ntpath  # the probe's own separator, also when this runs in a test on Linux
+
+        return ntpath.join(env.get("PROGRAMDATA", r"C:\ProgramData"), APP_NAME, "state")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib") / APP_NAME
+        return os.path.join("/var/lib", APP_NAME)
     import platformdirs  # only on this branch: keeps start-up small for the common cases
 
-    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+    return platformdirs.user_state_dir(APP_NAME, appauthor=False)
+
+
+def default_state_dir(env: Mapping[str, str] | None = None):
+    """The state folder as a ``Path``."""
+    from pathlib import Path
+
+    return Path(default_state_path(env))

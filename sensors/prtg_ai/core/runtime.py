@@ -72,7 +72,7 @@ def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResul
         log.exception("Unexpected error in sensor %r", sensor_id)
         result = SensorResult.failure(
             f"Internal error in sensor {sensor_id!s:.60} ({type(exc).__name__}: {str(exc)[:300]}). "
-            f"Details are in the log under {ctx.state_dir}; please report it with that log."
+            f"Details are in the log under {ctx.state_path}; please report it with that log."
         )
     return _scrubbed(result, ctx)
 
@@ -97,7 +97,7 @@ def _apply_baselines(sensor, result: SensorResult, names: tuple[str, ...], ctx: 
         if ch is not None and (ch.valuelookup or not isinstance(ch.value, (int, float)) or isinstance(ch.value, bool)):
             raise ConfigError(BASELINE.name, f"{name!r} is a state (lookup) channel; a baseline needs a measured value")
     identity = {**sensor.state_identity(), "_baseline": "1"}
-    with StateStore(ctx.state_dir).session(sensor.id, identity, max_samples=1) as state:
+    with StateStore(ctx.state_path).session(sensor.id, identity, max_samples=1) as state:
         now = ctx.now()
         for index, name in enumerate(names):
             ch = by_name.get(name)

@@ -20,7 +20,6 @@ import json
 import os
 import time
 import zlib
-from pathlib import Path
 
 from prtg_ai.core.locking import FileLock, LockTimeout
 from prtg_ai.core.log import get_logger
@@ -45,16 +44,17 @@ def instance_file_stem(sensor_id: str, identity: dict[str, Any]) -> str:
 class StateSession:
     """State of one sensor instance for the duration of one scan (use as a context manager)."""
 
-    def __init__(self, directory: Path, sensor_id: str, identity: dict[str, Any],
+    def __init__(self, directory, sensor_id: str, identity: dict[str, Any],
                  max_samples: int = 1024, lock_timeout: float = LOCK_TIMEOUT_S):
-        self.directory = Path(directory)
+        # Strings inside (no pathlib import on a scan's path); Path views for callers below.
+        self.folder = os.fspath(directory)
         self.sensor_id = sensor_id
         self.identity = identity
         self.max_samples = max_samples
         self.lock_timeout = lock_timeout
         stem = instance_file_stem(sensor_id, identity)
-        self.path = self.directory / f"{stem}.json"
-        self._lock_path = self.directory / f"{stem}.lock"
+        self.file = os.path.join(self.folder, f"{stem}.json")
+        self._lock_file = os.path.join(self.folder, f"{stem}.lock")
         self._lock: FileLock | None = None
         self.samples: list[Any] = []
         self.data: dict[str, Any] = {}
@@ -62,22 +62,40 @@ class StateSession:
         self.fresh = True
         self.writable = True
 
+    @property
+    def directory(self):
+        from pathlib import Path
+
+        return Path(self.folder)
+
+    @property
+    def path(self):
+        from pathlib import Path
+
+        return Path(self.file)
+
+    @property
+    def _lock_path(self):
+        from pathlib import Path
+
+        return Path(self._lock_file)
+
     # -- context manager -------------------------------------------------
     def __enter__(self) -> "StateSession":
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self.folder, exist_ok=True)
         except OSError as exc:
-            self._cannot_persist(f"state folder {self.directory} cannot be created ({exc.strerror or exc})")
+            self._cannot_persist(f"state folder {self.folder} cannot be created ({exc.strerror or exc})")
             return self
         try:
-            self._lock = FileLock(self._lock_path, timeout=self.lock_timeout)
+            self._lock = FileLock(self._lock_file, timeout=self.lock_timeout)
             self._lock.acquire()
         except LockTimeout:
             self._lock = None
-            self._cannot_persist(f"state file {self.path.name} stayed locked for {self.lock_timeout:g}s by another scan")
+            self._cannot_persist(f"state file {self._name} stayed locked for {self.lock_timeout:g}s by another scan")
         except OSError as exc:
             self._lock = None
-            self._cannot_persist(f"state folder {self.directory} is not writable ({exc.strerror or exc})")
+            self._cannot_persist(f"state folder {self.folder} is not writable ({exc.strerror or exc})")
         self._load()
         return self
 
@@ -96,19 +114,24 @@ class StateSession:
         self.notes.append(f"State is not kept: {why}; rates and trends restart every scan")
         log.warning("State not kept: %s", why)
 
+    @property
+    def _name(self) -> str:
+        return os.path.basename(self.file)
+
     def _load(self) -> None:
         try:
-            raw = self.path.read_bytes()
+            with open(self.file, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
             return
         except OSError as exc:
-            self.notes.append(f"State file {self.path.name} is unreadable ({exc.strerror or exc}); started a fresh baseline")
-            log.warning("Unreadable state file %r: %s", str(self.path), exc)
+            self.notes.append(f"State file {self._name} is unreadable ({exc.strerror or exc}); started a fresh baseline")
+            log.warning("Unreadable state file %r: %s", self.file, exc)
             return
         problem = self._parse(raw)
         if problem:
-            self.notes.append(f"State file {self.path.name} was {problem}; set it aside and started a fresh baseline")
-            log.warning("Discarding state file %r: %s", str(self.path), problem)
+            self.notes.append(f"State file {self._name} was {problem}; set it aside and started a fresh baseline")
+            log.warning("Discarding state file %r: %s", self.file, problem)
             self._set_aside()
 
     def _parse(self, raw: bytes) -> str | None:
@@ -134,7 +157,7 @@ class StateSession:
         if not self.writable:
             return
         try:
-            os.replace(self.path, self.path.with_suffix(".corrupt"))
+            os.replace(self.file, os.path.splitext(self.file)[0] + ".corrupt")
         except OSError:
             pass
 
@@ -156,18 +179,18 @@ class StateSession:
         payload = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
         tmp_name = None
         try:
-            tmp_name = str(self.path.with_name(f"{self.path.stem}.{os.getpid()}.{time.time_ns()}.tmp"))
+            tmp_name = f"{os.path.splitext(self.file)[0]}.{os.getpid()}.{time.time_ns()}.tmp"
             fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-            _replace(tmp_name, self.path)
+            _replace(tmp_name, self.file)
             tmp_name = None
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            self.notes.append(f"Could not save state to {self.directory} ({reason}); the previous state is kept")
-            log.warning("Could not save state %r: %s", str(self.path), exc)
+            self.notes.append(f"Could not save state to {self.folder} ({reason}); the previous state is kept")
+            log.warning("Could not save state %r: %s", self.file, exc)
         finally:
             if tmp_name is not None:
                 try:
@@ -176,7 +199,7 @@ class StateSession:
                     pass
 
 
-def _replace(src: str, dst: Path) -> None:
+def _replace(src: str, dst: str) -> None:
     # On Windows a reader holding the target open makes os.replace fail briefly.
     for attempt in range(5):
         try:
@@ -191,8 +214,8 @@ def _replace(src: str, dst: Path) -> None:
 class StateStore:
     """Opens ``StateSession``s in one folder."""
 
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
+    def __init__(self, directory):
+        self.folder = os.fspath(directory)
 
     def session(self, sensor_id: str, identity: dict[str, Any], max_samples: int = 1024) -> StateSession:
-        return StateSession(self.directory, sensor_id, identity, max_samples=max_samples)
+        return StateSession(self.folder, sensor_id, identity, max_samples=max_samples)
