@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from prtg_ai.core.paths import default_state_path
+from prtg_ai.core.paths import as_path, default_state_path
 from prtg_ai.core.secrets import Scrubber
 
 
@@ -48,21 +48,15 @@ class Context:
 
     @property
     def sys_root(self):
-        from pathlib import Path
-
-        return Path(self.sys_path)
+        return as_path(self.sys_path)
 
     @property
     def proc_root(self):
-        from pathlib import Path
-
-        return Path(self.proc_path)
+        return as_path(self.proc_path)
 
     @property
     def state_dir(self):
-        from pathlib import Path
-
-        return Path(self.state_path)
+        return as_path(self.state_path)
 
     def now(self) -> float:
         return float(self.clock())

@@ -33,8 +33,13 @@ def default_state_path(env: Mapping[str, str] | None = None) -> str:
     return platformdirs.user_state_dir(APP_NAME, appauthor=False)
 
 
-def default_state_dir(env: Mapping[str, str] | None = None):
-    """The state folder as a ``Path``."""
+def as_path(text: str):
+    """``Path(text)``, importing pathlib only when a caller wants a Path (not on a scan's path)."""
     from pathlib import Path
 
-    return Path(default_state_path(env))
+    return Path(text)
+
+
+def default_state_dir(env: Mapping[str, str] | None = None):
+    """The state folder as a ``Path``."""
+    return as_path(default_state_path(env))

@@ -23,6 +23,7 @@ import zlib
 
 from prtg_ai.core.locking import FileLock, LockTimeout
 from prtg_ai.core.log import get_logger
+from prtg_ai.core.paths import as_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,21 +65,15 @@ class StateSession:
 
     @property
     def directory(self):
-        from pathlib import Path
-
-        return Path(self.folder)
+        return as_path(self.folder)
 
     @property
     def path(self):
-        from pathlib import Path
-
-        return Path(self.file)
+        return as_path(self.file)
 
     @property
     def _lock_path(self):
-        from pathlib import Path
-
-        return Path(self._lock_file)
+        return as_path(self._lock_file)
 
     # -- context manager -------------------------------------------------
     def __enter__(self) -> "StateSession":
