@@ -41,10 +41,14 @@ def list_sensors(as_json: bool) -> None:
             "params": [{"option": p.option, "kind": p.kind, "required": p.required, "help": p.help,
                         "multiple": p.multiple} for p in cls.params],
         })
+    from prtg_ai.core.runtime import BASELINE
+
+    every = [{"option": BASELINE.option, "kind": BASELINE.kind, "required": False, "help": BASELINE.help,
+              "multiple": True}]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"sensors": rows, "every_sensor": every}, indent=2))
         return
-    for row in rows:
+    for row in rows + [{"id": "every sensor", "summary": "runtime options", "params": every}]:
         click.echo(f"{row['id']}  -  {row['summary']}")
         for p in row["params"]:
             need = "required" if p["required"] else "optional"
@@ -183,6 +187,9 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
               help="Accept HTTP basic authentication with these credentials; repeatable.")
 @click.option("--allow", "allow", multiple=True, metavar="CIDR",
               help="Only answer clients in this network (e.g. the PRTG probe's address); repeatable.")
+@click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(exists=True, file_okay=False),
+              metavar="DIR", help="Only serve path parameters (e.g. checkpoint_volume's path) under this folder; "
+                                  "repeatable. Default: any folder the agent's user can read.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback listener without authentication.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.")
@@ -198,7 +205,7 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
 @click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
               help="Seconds before an idle or stalled connection is closed.")
 def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basic: tuple[str, ...],
-              allow: tuple[str, ...], insecure: bool, tls_cert: str | None, tls_key: str | None,
+              allow: tuple[str, ...], allow_paths: tuple[str, ...], insecure: bool, tls_cert: str | None, tls_key: str | None,
               state_dir: str | None, cache_ttl: float, threads: int, connection_limit: int,
               channel_timeout: int) -> None:
     """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
@@ -242,7 +249,7 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
         click.echo(f"warning: {warning}", err=True)
     hub = SharedResources()
     activate(hub)
-    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub)
+    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=allow_paths)
     try:
         server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
                              connection_limit=connection_limit, channel_timeout=channel_timeout)

@@ -41,6 +41,22 @@ def test_query_maps_to_declared_params_only():
         query_to_argv(CheckpointVolumeSensor, [("sys_root", "/")])
 
 
+def test_allow_path_confines_path_parameters(tmp_path):
+    allowed = tmp_path / "checkpoints"
+    (allowed / "job1").mkdir(parents=True)
+    outside = tmp_path / "secrets"
+    outside.mkdir()
+    (allowed / "escape").symlink_to(outside)
+    app = AgentApp(Authenticator(tokens=[TOKEN]), tmp_path / "state", env={}, allowed_paths=[allowed])
+    ok = call(app, "/sensors/checkpoint_volume", f"path={allowed / 'job1'}&token={TOKEN}")
+    assert ok[0] == 200 and "error" not in json.loads(ok[2])["prtg"]
+    for bad in (outside, allowed / "job1" / ".." / ".." / "secrets", allowed / "escape", "/etc"):
+        status, _, body = call(app, "/sensors/checkpoint_volume", f"path={bad}&token={TOKEN}")
+        doc = json.loads(body)
+        assert status == 200 and doc["prtg"]["error"] == 1 and validate(body) == []
+        assert "--allow-path" in doc["prtg"]["text"] and str(outside) not in doc["prtg"]["text"]
+
+
 def test_runtime_options_pass_through_the_agent(app, tmp_path):
     """?baseline=CHANNEL reaches the runtime as --baseline, as on the command line."""
     assert query_to_argv(CheckpointVolumeSensor, [("baseline", "Used Space")]) == ["--baseline=Used Space"]

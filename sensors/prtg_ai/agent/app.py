@@ -64,12 +64,26 @@ def error_body(text: str) -> bytes:
     return finish(SensorResult.failure(text), "prtg").text.encode("utf-8")
 
 
-def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]]) -> list[str]:
+def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``value`` resolves (symlinks and ``..`` included) to a folder under one of ``roots``."""
+    real = os.path.realpath(value)
+    for root in roots:
+        try:
+            if os.path.commonpath([real, root]) == root:
+                return True
+        except ValueError:  # different drives on Windows
+            continue
+    return False
+
+
+def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]], allowed_paths: tuple[str, ...] = ()) -> list[str]:
     """Map query pairs to ``--option=value`` argv for ``sensor_cls``; raise BadRequest on unknown names.
 
     Args:
         sensor_cls: a registered sensor class (its ``params`` are the allowed names).
         pairs: decoded ``(name, value)`` pairs, reserved names already removed.
+        allowed_paths: with ``serve --allow-path``, the (resolved) folders a path
+            parameter may point into; empty means any path the agent's user can read.
 
     Returns:
         The argv the runtime parses and validates (types, ranges, repeats).
@@ -86,6 +100,10 @@ def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]]) -> list[str]:
                              f"Its parameters are: {declared}.")
         if param.kind == "flag" and value == "":
             value = "yes"  # ?flag alone means "on", as --flag does on the command line
+        if param.kind == "path" and allowed_paths and not path_allowed(value, allowed_paths):
+            # Said without echoing the path: an HTTP client should not learn what exists here.
+            raise BadRequest(f"Parameter {param.name}: this agent only serves folders under its --allow-path "
+                             f"list ({len(allowed_paths)} folder(s)); ask the node's administrator.")
         argv.append(f"{param.option}={value}")
     return argv
 
@@ -99,11 +117,14 @@ class AgentApp:
         env: environment the sensors see (PRTG placeholders, AWS settings).
         cache_ttl: seconds a sensor result is shared by identical requests.
         hub: shared long-lived resources (NVML session) handed to backends.
+        allowed_paths: folders path parameters may point into (``--allow-path``).
     """
 
     def __init__(self, auth: Authenticator, state_dir: Path, env: Mapping[str, str] | None = None,
-                 cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None):
+                 cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None,
+                 allowed_paths: Iterable[str] = ()):
         self.auth = auth
+        self.allowed_paths = tuple(os.path.realpath(p) for p in allowed_paths)
         self.state_dir = Path(state_dir)
         self.env = dict(os.environ if env is None else env)
         self.cache: TTLCache[tuple[str, bool]] = TTLCache(cache_ttl, max_entries=cache_entries)
@@ -170,7 +191,7 @@ class AgentApp:
                 if fmt not in ("prtg", "v2"):
                     raise BadRequest(f"format={formats[-1][:20]!r} is not one of prtg, v2.")
             cls = registry.get(sensor_id)
-            argv = query_to_argv(cls, pairs)
+            argv = query_to_argv(cls, pairs, self.allowed_paths)
         except (BadRequest, ConfigError) as exc:
             text = str(exc) if isinstance(exc, BadRequest) else exc.message()
             return finish(SensorResult.failure(self.auth.scrubber.scrub(text)), fmt).text.encode("utf-8")
