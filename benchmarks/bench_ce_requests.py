@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+from contextlib import contextmanager
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,9 @@ def _helpers():
     return module
 
 
-def measure() -> dict:
+@contextmanager
+def moto_stack():
+    """moto's server on 127.0.0.1 behind the test suite's counting front: yields (helpers, moto URL, front)."""
     import logging
     import sys
 
@@ -44,17 +47,26 @@ def measure() -> dict:
     helpers = _helpers()
     from moto.server import ThreadedMotoServer
 
-    from prtg_ai.core.context import Context
-    from prtg_ai.core.runtime import run_sensor
-
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     front = None
     try:
         host, port = moto.get_host_and_port()
-        moto_url = f"http://{host}:{port}"
         front = helpers.Front(port)
         front.thread.start()
+        yield helpers, f"http://{host}:{port}", front
+    finally:
+        if front is not None:
+            front.server.shutdown()
+            front.server.server_close()
+        moto.stop()
+
+
+def measure() -> dict:
+    from prtg_ai.core.context import Context
+    from prtg_ai.core.runtime import run_sensor
+
+    with moto_stack() as (helpers, moto_url, front):
         start = datetime(2026, 9, 21, 0, 0, 30, tzinfo=timezone.utc)
         helpers.seed_fleet(moto_url, start)
         helpers.queue_costs(moto_url, helpers.september())
@@ -78,11 +90,6 @@ def measure() -> dict:
         elapsed = time.perf_counter() - started
         return {"ce": front.counts["ce:GetCostAndUsage"], "forecast": front.counts["ce:GetCostForecast"],
                 "ec2": front.counts["ec2:DescribeInstances"], "errors": errors, "seconds": elapsed}
-    finally:
-        if front is not None:
-            front.server.shutdown()
-            front.server.server_close()
-        moto.stop()
 
 
 def run(repeats: int = 1) -> list[dict]:  # noqa: ARG001 - one day is one measurement

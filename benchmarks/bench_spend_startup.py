@@ -19,27 +19,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bench_ce_requests import _helpers
-from common import REPO, TESTS, median, time_commands
+from bench_ce_requests import moto_stack
+from common import REPO, median, time_commands
 
 
 def run(repeats: int = 30) -> list[dict]:
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     compileall.compile_dir(str(REPO / "sensors"), quiet=1)
-    sys.path.insert(0, str(TESTS))
-    helpers = _helpers()
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    front = None
-    try:
-        host, port = moto.get_host_and_port()
-        moto_url = f"http://{host}:{port}"
-        front = helpers.Front(port)
-        front.thread.start()
+    with moto_stack() as (helpers, moto_url, front):
         now = datetime.now(timezone.utc)
         helpers.seed_fleet(moto_url, now)
         today = now.date()
@@ -63,11 +49,6 @@ def run(repeats: int = 30) -> list[dict]:
                 started = time.perf_counter()
                 subprocess.run([script, "run", "gpu_spend"], env=fresh_env, capture_output=True, timeout=120)
                 refresh.append(time.perf_counter() - started)
-    finally:
-        if front is not None:
-            front.server.shutdown()
-            front.server.server_close()
-        moto.stop()
     base, fresh = median(samples["baseline"]), median(samples["sensor"])
     slow = statistics.median(refresh)
     return [
