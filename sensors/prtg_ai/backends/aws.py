@@ -357,11 +357,14 @@ class Aws:
         return self._paged("ce", "GetCostAndUsage", request, "ResultsByTime", "NextPageToken", MAX_CE_PAGES)
 
     def _paged(self, service: str, op: str, request: dict[str, Any], items: str, token_key: str,
-               max_pages: int) -> list[dict]:
-        """Every page of ``items`` of a call paged by hand with ``token_key``, at most ``max_pages``."""
+               max_pages: int, region: str | None = None) -> list[dict]:
+        """Every page of ``items`` of a call paged by hand with ``token_key``, at most ``max_pages``.
+
+        ``region`` defaults to the global region (Cost Explorer, Budgets, Pricing).
+        """
         out: list[dict] = []
         for _ in range(max_pages):
-            doc = self._call(service, self._global_region(), op, **request)
+            doc = self._call(service, region or self._global_region(), op, **request)
             out.extend(doc.get(items) or [])
             token = doc.get(token_key)
             if not token:
@@ -442,16 +445,8 @@ class Aws:
         return out
 
     def _instance_type_pages(self, region: str, names: list[str]) -> list[dict]:
-        out: list[dict] = []
-        request: dict[str, Any] = {"InstanceTypes": names}
-        for _ in range(MAX_PAGES):
-            doc = self._call("ec2", region, "DescribeInstanceTypes", **request)
-            out.extend(doc.get("InstanceTypes") or [])
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
-        return out
+        return self._paged("ec2", "DescribeInstanceTypes", {"InstanceTypes": names}, "InstanceTypes", "NextToken",
+                           MAX_PAGES, region=region)
 
     def spot_prices(self, region: str, types: Iterable[str], when: datetime) -> dict[str, dict[str, float]]:
         """Current Linux spot price per type and AZ (the last change at or before ``when``)."""
@@ -493,16 +488,8 @@ class Aws:
             {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
             {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
         ]
-        out: list = []
         request: dict[str, Any] = {"ServiceCode": "AmazonEC2", "Filters": filters, "MaxResults": 100}
-        for _ in range(5):
-            doc = self._call("pricing", self._global_region(), "GetProducts", **request)
-            out.extend(doc.get("PriceList") or [])
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
-        return out
+        return self._paged("pricing", "GetProducts", request, "PriceList", "NextToken", 5)
 
     # -- CloudWatch ------------------------------------------------------------
     def gpu_metric_series(self, region: str) -> dict[str, list[list[dict]]]:
