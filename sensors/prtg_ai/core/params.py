@@ -14,7 +14,6 @@ then the declared default.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import re
@@ -102,7 +101,6 @@ class Param:
                 raise ConfigError(self.name, "pattern is empty")
             if "/" in value or "\\" in value:
                 raise ConfigError(self.name, f"{raw!r}: the pattern matches entry names, it may not contain a path separator")
-            fnmatch.translate(value)  # fnmatch accepts every string; kept for symmetry
         elif self.kind == "flag":
             lowered = raw.strip().lower()
             if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
