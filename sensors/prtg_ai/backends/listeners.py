@@ -21,7 +21,6 @@ that mount the host's ``/proc`` elsewhere) and keeps psutil off the scan's path.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from prtg_ai.records import record
@@ -106,9 +105,31 @@ def _decode_address(hex_addr: str, family: int) -> str:
     if sys.byteorder == "little":
         raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
     if family == 6:
-        text = socket.inet_ntop(socket.AF_INET6, raw)
-        return text
-    return socket.inet_ntop(socket.AF_INET, raw)
+        return format_ipv6(raw)
+    return ".".join(str(b) for b in raw)
+
+
+def format_ipv6(raw: bytes) -> str:
+    """RFC 5952 text of 16 address bytes (what ``inet_ntop`` prints), without importing socket."""
+    if len(raw) != 16:
+        raise ValueError("an IPv6 address has 16 bytes")
+    words = [raw[i] << 8 | raw[i + 1] for i in range(0, 16, 2)]
+    best_start, best_len, start = -1, 0, None
+    for i, w in enumerate(words + [1]):
+        if w == 0 and i < 8:
+            if start is None:
+                start = i
+        elif start is not None:
+            if i - start > best_len and i - start >= 2:
+                best_start, best_len = start, i - start
+            start = None
+    hexes = [f"{w:x}" for w in words]
+    if best_start == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
+        # IPv4-mapped and IPv4-compatible addresses end in dotted quad, as glibc prints them.
+        return "::" + ("ffff:" if best_len == 5 else "") + ".".join(str(b) for b in raw[12:])
+    if best_start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len:])
 
 
 def parse_net_tcp(text: str, family: int) -> list[Listener]:

@@ -18,7 +18,6 @@ The answer is for classification only; the caller never echoes its content.
 
 from __future__ import annotations
 
-import socket
 import time
 
 from prtg_ai.records import record
@@ -58,6 +57,8 @@ class Budget:
 def _exchange(host: str, port: int, payload: bytes, timeout: float, limit: int, budget: Budget,
               complete) -> tuple[bytes, str | None]:
     """Send ``payload``, read until the peer closes, ``complete(data)`` says done, or a cap hits."""
+    import socket  # only a scan that found an exposed listener pays for it
+
     budget.spend_request()
     end = min(budget.monotonic() + timeout, budget.deadline)
     data = bytearray()
