@@ -70,6 +70,7 @@ JOURNAL_TIMEOUT_S = 10.0
 MAX_LOGIN_SOURCES = 1024
 MAX_NAMES = 256
 MAX_SHOWN = 6
+MAX_OPEN_SHOWN = 12  # the alarm's own message: name them all (PRTG keeps 2000 characters)
 
 
 def _split_words(values) -> list[str]:
@@ -156,7 +157,7 @@ class NodeSecuritySensor(Sensor):
         if findings is None:
             findings = {"open": [], "protected": []}
             if not self.values["probe"]:
-                result.note("Probing is off (--probe no): unauthenticated services are not checked")
+                result.note("Probing is off (--probe=no): unauthenticated services are not checked")
 
         gpu = self._gpu_processes(proc_root, result)
         auth = self._auth(result)
@@ -165,9 +166,10 @@ class NodeSecuritySensor(Sensor):
             now = self.ctx.now()
             data = state.data
             since = data.get("since")
-            if not isinstance(since, (int, float)) or since > now + 5:
+            first = not isinstance(since, (int, float)) or since > now + 5
+            if first:
                 since = now
-            learning = now - since < self.values["learn"]
+            learning = first or now - since < self.values["learn"]
             known_ports = {p for p in data.get("ports", []) if isinstance(p, int)}
             new_ports = [] if learning else [p for p in ports if p not in known_ports and p not in accept]
             if learning:
@@ -343,8 +345,8 @@ class NodeSecuritySensor(Sensor):
         add("unauth_services", len(opened))
         summary = []
         if opened:
-            parts = [f"{s.name} on {sock.shown} ({_proc_label(proc)}): {s.why}" for s, sock, proc in opened[:MAX_SHOWN]]
-            more = f" and {len(opened) - MAX_SHOWN} more" if len(opened) > MAX_SHOWN else ""
+            parts = [f"{s.name} on {sock.shown} ({_proc_label(proc)}): {s.why}" for s, sock, proc in opened[:MAX_OPEN_SHOWN]]
+            more = f" and {len(opened) - MAX_OPEN_SHOWN} more" if len(opened) > MAX_OPEN_SHOWN else ""
             summary.append("UNAUTHENTICATED: " + "; ".join(parts) + more)
         add("exposed_ports", len(ports))
         add("new_ports", len(new_ports))

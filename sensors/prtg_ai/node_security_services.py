@@ -86,7 +86,7 @@ def _openai(doc) -> bool:
 
 def _triton(doc) -> bool:
     # KServe v2 server metadata: name, version, extensions
-    return _is_dict_with(doc, "name", "version", "extensions") and isinstance(doc["extensions"], list)
+    return _is_dict_with(doc, "name", "version", "extensions") and isinstance(doc["extensions"], (list, dict))
 
 
 def _docker(doc) -> bool:
@@ -115,7 +115,7 @@ SERVICES: tuple[Service, ...] = (
     Service("openai", "OpenAI-compatible model server", "/v1/models", (8000, 8080, 30000, 5001),
             ("vllm", "text-generation", "llama-server", "llama.cpp", "sglang", "openai", "lmdeploy"),
             "anyone can run inference on these GPUs without an API key"),
-    Service("triton", "Triton Inference Server", "/v2", (8000,), ("tritonserver", "triton"),
+    Service("triton", "Triton / KServe v2 inference server", "/v2", (8000,), ("tritonserver", "triton"),
             "anyone can run inference, and with model control enabled load models (code) onto the node"),
     Service("docker", "Docker API on TCP", "/version", (2375,), ("dockerd", "docker"),
             "the Docker API without TLS is root on the node (start a privileged container)"),
