@@ -262,7 +262,8 @@ def read_journal(cursor: str | None, timeout: float, directory: str | None = Non
                 message = bytes(b for b in message if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
             except ValueError:
                 continue
-        pid = entry.get("_PID") or entry.get("SYSLOG_PID")
+        # SYSLOG_PID is the PID sshd put in its syslog message (the same as _PID for sshd itself).
+        pid = entry.get("SYSLOG_PID") or entry.get("_PID")
         if isinstance(message, str) and isinstance(pid, str) and pid.isdigit():
             out.lines.append((int(pid), message[:2048]))
     out.position = {"cursor": last_cursor} if last_cursor else {}
