@@ -87,8 +87,8 @@ class NodeSecuritySensor(Sensor):
                "new login sources, miners and unknown processes on the GPUs.")
     interval = 300
     params = (
-        Param("probe", "flag", "probe exposed listeners for AI services (one read-only request each)",
-              default=True, metavar="yes|no"),
+        Param("probe", "choice", "probe exposed listeners for AI services (read-only requests from the node "
+              "itself)", choices=("yes", "no"), default="yes", metavar="yes|no"),
         Param("probe_timeout", "duration", "timeout of each probe request", default=1.0, minimum=0.1,
               maximum=5.0, metavar="DURATION"),
         Param("accept_ports", "str", "exposed TCP ports that are expected (not counted as new), e.g. 22,443",
@@ -153,11 +153,10 @@ class NodeSecuritySensor(Sensor):
             return procs[pid]
 
         result = SensorResult()
-        findings = self._probe(exposed, pids, proc_of, result) if self.values["probe"] else None
+        findings = self._probe(exposed, pids, proc_of, result) if self.values["probe"] == "yes" else None
         if findings is None:
             findings = {"open": [], "protected": []}
-            if not self.values["probe"]:
-                result.note("Probing is off (--probe=no): unauthenticated services are not checked")
+            result.note("Probing is off (--probe no): unauthenticated services are not checked")
 
         gpu = self._gpu_processes(proc_root, result)
         auth = self._auth(result)

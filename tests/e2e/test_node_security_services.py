@@ -139,7 +139,7 @@ def test_probe_off_sends_nothing(tmp_path, sensor_run, make_ctx):
         root = write_proc(tmp_path / "proc", [("0.0.0.0", running.bound[0]["port"], 9500)])
         values, text = scan(sensor_run, make_ctx, root, "--probe=no")
         assert running.requests == []
-    assert values["Unauthenticated AI Services"] == 0 and "--probe=no" in text
+    assert values["Unauthenticated AI Services"] == 0 and "--probe no" in text
 
 
 def test_real_procfs_listener_is_found():
