@@ -36,7 +36,6 @@ from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.node_security_auth import MAX_TRACKED_PIDS, count, syslog_message
 from prtg_ai.node_security_services import (
     BY_KEY, NOT_HTTP, OPEN, OTHER_HTTP, PROTECTED, judge_http, judge_redis, probe_order,
 )
@@ -255,6 +254,8 @@ class NodeSecuritySensor(Sensor):
     def _judge_auth(self, auth, data: dict, now: float):
         if auth is None:
             return None
+        from prtg_ai.node_security_auth import MAX_TRACKED_PIDS, count, syslog_message
+
         kind, file = auth
         stored = data.get("auth") if isinstance(data.get("auth"), dict) else {}
         if stored.get("kind") != kind:

@@ -19,21 +19,33 @@ are never shown.
 
 from __future__ import annotations
 
-import re
-
 from prtg_ai.records import field, record
 
 _ADDR = r"([0-9A-Fa-f:.]{2,45}(?:%[\w.-]{1,16})?)"
-_SYSLOG = re.compile(r"\bsshd(?:-session)?\[(\d{1,10})\]: (.*)$")
-_FAILED = re.compile(r"^(?:message repeated (\d{1,6}) times: \[ ?)?Failed (\S+) for (?:invalid user )?.* from "
-                     + _ADDR + r" port \d{1,5}(?: ssh2)?")
-_INVALID = re.compile(r"^Invalid user .* from " + _ADDR + r"(?: port \d{1,5})?\s*$")
-_PREAUTH = re.compile(r"^(?:Connection closed by|Disconnected from) (?:authenticating|invalid) user .* "
-                      + _ADDR + r" port \d{1,5} \[preauth\]\s*$")
-_MAXAUTH = re.compile(r"^(?:error: )?maximum authentication attempts exceeded for .* from " + _ADDR
-                      + r" port \d{1,5}")
-_ACCEPTED = re.compile(r"^Accepted (\S{1,40}) for (\S{1,64}) from " + _ADDR + r" port \d{1,5}")
-_SAFE_USER = re.compile(r"[^A-Za-z0-9._@-]")
+_PATTERNS = {
+    "syslog": r"\bsshd(?:-session)?\[(\d{1,10})\]: (.*)$",
+    "failed": r"^(?:message repeated (\d{1,6}) times: \[ ?)?Failed (\S+) for (?:invalid user )?.* from " + _ADDR
+              + r" port \d{1,5}(?: ssh2)?",
+    "invalid": r"^Invalid user .* from " + _ADDR + r"(?: port \d{1,5})?\s*$",
+    "preauth": r"^(?:Connection closed by|Disconnected from) (?:authenticating|invalid) user .* " + _ADDR
+               + r" port \d{1,5} \[preauth\]\s*$",
+    "maxauth": r"^(?:error: )?maximum authentication attempts exceeded for .* from " + _ADDR + r" port \d{1,5}",
+    "accepted": r"^Accepted (\S{1,40}) for (\S{1,64}) from " + _ADDR + r" port \d{1,5}",
+    "unsafe_user": r"[^A-Za-z0-9._@-]",
+}
+_COMPILED: dict = {}
+
+
+def _rx(name: str):
+    # Compiled on first use: a scan without SSH counting never pays for the regex compiler.
+    pattern = _COMPILED.get(name)
+    if pattern is None:
+        import re
+
+        pattern = _COMPILED[name] = re.compile(_PATTERNS[name])
+    return pattern
+
+
 MAX_TRACKED_PIDS = 4096
 
 
@@ -57,7 +69,7 @@ class AuthCount:
 
 def syslog_message(line: str) -> tuple[int, str] | None:
     """``(pid, message)`` of an sshd line in syslog format, else None."""
-    m = _SYSLOG.search(line)
+    m = _rx("syslog").search(line)
     if m is None:
         return None
     return int(m.group(1)), m.group(2).rstrip("\r")
@@ -79,23 +91,23 @@ def count(messages, counted_before: set[int] | frozenset = frozenset()) -> AuthC
     out = AuthCount()
     for pid, message in messages:
         out.lines += 1
-        m = _FAILED.match(message)
+        m = _rx("failed").match(message)
         if m:
             addr = m.group(3)
             if _valid_address(addr):
                 failed[pid] = failed.get(pid, 0) + (int(m.group(1)) if m.group(1) else 1)
                 out.sources.add(addr)
             continue
-        m = _INVALID.match(message) or _PREAUTH.match(message) or _MAXAUTH.match(message)
+        m = _rx("invalid").match(message) or _rx("preauth").match(message) or _rx("maxauth").match(message)
         if m:
             addr = m.group(1)
             if _valid_address(addr):
                 signalled.add(pid)
                 out.sources.add(addr)
             continue
-        m = _ACCEPTED.match(message)
+        m = _rx("accepted").match(message)
         if m and _valid_address(m.group(3)):
-            out.logins.append(Login(_SAFE_USER.sub("?", m.group(2))[:32], m.group(3), m.group(1)[:24]))
+            out.logins.append(Login(_rx("unsafe_user").sub("?", m.group(2))[:32], m.group(3), m.group(1)[:24]))
     for pid in failed.keys() | signalled:
         n = failed.get(pid, 0)
         if n == 0 and pid in counted_before:

@@ -32,3 +32,18 @@ def test_doctor_prints_the_node_security_lines(tmp_path):
     names = [c["check"] for c in json.loads(proc.stdout)]
     assert any(n.endswith("(node_security)") and n.startswith("Journal") for n in names)
     assert any("Auth log" in n for n in names) and "Traceback" not in proc.stderr
+
+
+def test_bounded_runner_stops_at_the_deadline_and_the_byte_cap():
+    import time
+
+    sh = "/bin/sh"
+    started = time.monotonic()
+    status, out, err, cut = authlog._run_bounded([sh, "-c", "sleep 5"], {"PATH": "/usr/bin:/bin"}, 0.3, 1000)
+    assert status is None and not cut and time.monotonic() - started < 2.5
+    status, out, err, cut = authlog._run_bounded([sh, "-c", "while :; do echo yyyyyyyy; done"],
+                                                 {"PATH": "/usr/bin:/bin"}, 10.0, 1000)
+    assert cut and len(out) == 1000
+    status, out, err, cut = authlog._run_bounded([sh, "-c", "echo out; echo err >&2; exit 3"],
+                                                 {"PATH": "/usr/bin:/bin"}, 10.0, 1000)
+    assert (status, out, err, cut) == (3, b"out\n", b"err\n", False)

@@ -107,3 +107,15 @@ def test_http_answers_chunked_truncated_and_not_http():
     assert parse_http(b"-ERR wrong number of arguments for 'get' command\r\n").kind == "resp"
     assert parse_http(b"").kind == "none"
     assert parse_http(b"HTTP/1.1 abc\r\n\r\n").kind == "other"
+
+
+@pytest.mark.parametrize("args, param", [
+    (["--gpu-allow", ",".join(f"tool{i}" for i in range(33))], "--gpu-allow"),
+    (["--gpu-allow", "x" * 129], "--gpu-allow"),
+    (["--accept-ports", "22,http"], "--accept-ports"),
+    (["--accept-ports", "70000"], "--accept-ports"),
+    (["--accept-ports", ",".join(str(p) for p in range(1, 258))], "--accept-ports"),
+])
+def test_hostile_allow_lists_are_capped(args, param, sensor_run, make_ctx):
+    result = sensor_run("node_security", ["--probe", "no", "--auth-source", "off", *args], make_ctx())
+    assert result.error and param in result.message()

@@ -29,6 +29,7 @@ LISTEN = "0A"
 MAX_SOCKET_LINES = 200_000      # a /proc/net/tcp with more lines is read only this far
 MAX_FD_ENTRIES = 500_000        # fd links looked at per scan while naming listeners
 MAX_CMDLINE = 4096
+MAX_TABLE_BYTES = 64 * 1024 * 1024  # /proc/net/tcp of a very busy host: ~150 bytes a socket
 _CGROUP_MAX = 16 * 1024
 
 
@@ -150,6 +151,19 @@ def parse_net_tcp(text: str, family: int) -> list[Listener]:
     return out
 
 
+def _read_table(path: str, limit: int = MAX_TABLE_BYTES) -> str:
+    # In chunks: read(limit) on a text file would allocate the whole limit up front.
+    chunks, size = [], 0
+    with open(path, "rb") as fh:
+        while size < limit:
+            chunk = fh.read(256 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks).decode("ascii", "replace")
+
+
 def listening(proc_root: str) -> tuple[list[Listener], list[str]]:
     """Every listening TCP socket; and the tables that could not be read (with why)."""
     found: list[Listener] = []
@@ -157,8 +171,7 @@ def listening(proc_root: str) -> tuple[list[Listener], list[str]]:
     for name, family in (("tcp", 4), ("tcp6", 6)):
         path = os.path.join(proc_root, "net", name)
         try:
-            with open(path, encoding="ascii", errors="replace") as fh:
-                text = fh.read(64 * 1024 * 1024)
+            text = _read_table(path)
         except FileNotFoundError:
             if family == 4:
                 problems.append(f"{path} does not exist")
