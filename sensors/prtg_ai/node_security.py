@@ -37,7 +37,7 @@ from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
 from prtg_ai.node_security_services import (
-    BY_KEY, NOT_HTTP, OPEN, OTHER_HTTP, PROTECTED, judge_http, judge_redis, probe_order,
+    BY_KEY, NOT_HTTP, OPEN, PROTECTED, judge_http, judge_redis, probe_order,
 )
 from prtg_ai.prtg.model import SensorResult
 
@@ -229,7 +229,6 @@ class NodeSecuritySensor(Sensor):
                 return verdict, service
             if verdict == NOT_HTTP and service.key != "redis":
                 return None, None  # not HTTP at all (ssh, a database, TLS): no other probe fits
-            assert verdict in (OTHER_HTTP, NOT_HTTP)
         return None, None
 
     # -- access attempts ---------------------------------------------------------------

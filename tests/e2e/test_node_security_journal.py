@@ -69,6 +69,15 @@ try:
     time.sleep(1.0)
     results.append(scan())
     results.append(scan())  # nothing new: the cursor moved
+    # The same scan as an unprivileged user (nobody) who may not read the system journal.
+    other = os.path.join(os.path.dirname(state), "state-nobody")
+    os.makedirs(other, mode=0o777, exist_ok=True)
+    os.chmod(other, 0o777)
+    p = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", sys.executable, "-m",
+                        "prtg_ai.cli", "run", "node_security", "--auth-source", "journal", "--probe=no",
+                        "--gpu-processes", "off"], capture_output=True, text=True,
+                       env=dict(os.environ, PRTG_AI_STATE_DIR=other))
+    results.append({"out": p.stdout, "err": p.stderr, "t": 0})
     print(json.dumps(results))
 finally:
     daemon.terminate()
@@ -80,7 +89,8 @@ def test_journal_failures_with_a_stored_cursor(tmp_path):
     if not is_root():
         pytest.skip("needs root: the test mounts tmpfs and starts systemd-journald in a mount namespace")
     missing = [n for n, p in (("unshare", shutil.which("unshare")), ("journalctl", shutil.which("journalctl")),
-                              ("logger", shutil.which("logger")), ("systemd-journald", JOURNALD)) if not p]
+                              ("logger", shutil.which("logger")), ("setpriv", shutil.which("setpriv")),
+                              ("systemd-journald", JOURNALD)) if not p]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} to run a private journald")
     proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", DRIVER,
@@ -89,7 +99,7 @@ def test_journal_failures_with_a_stored_cursor(tmp_path):
     if proc.returncode != 0 and "mount" in proc.stderr and "permission" in proc.stderr.lower():
         pytest.skip(f"cannot mount in a private namespace here: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    first, second, third = json.loads(proc.stdout)
+    first, second, third, unprivileged = json.loads(proc.stdout)
     docs = [json.loads(r["out"])["prtg"] for r in (first, second, third)]
     for doc in docs:
         assert not doc.get("error"), doc
@@ -102,3 +112,6 @@ def test_journal_failures_with_a_stored_cursor(tmp_path):
     assert values[1]["SSH Auth Failures"] == pytest.approx(round(8 / minutes, 3))
     assert values[1]["SSH Failure Sources"] == 3 and values[1]["New Login Sources"] == 0
     assert values[2]["SSH Auth Failures"] == 0 and values[2]["SSH Failure Sources"] == 0
+    denied = json.loads(unprivileged["out"])["prtg"]
+    assert not denied.get("error") and "SSH Auth Failures" not in {c["channel"] for c in denied["result"]}
+    assert "no permission to read the system journal" in denied["text"], denied["text"]

@@ -281,7 +281,8 @@ def read_journal(cursor: str | None, timeout: float, directory: str | None = Non
     exe = journalctl_path()
     if exe is None:
         raise AuthLogError("journalctl is not installed on this host")
-    args = [exe, "--no-pager", "--quiet", "-o", "json",
+    # No --quiet: its warning about journals this user may not read is how a lack of permission shows.
+    args = [exe, "--no-pager", "-o", "json",
             "--output-fields=MESSAGE,_PID,SYSLOG_PID,SYSLOG_IDENTIFIER"]
     if directory:
         args.append(f"--directory={directory}")
@@ -303,6 +304,9 @@ def read_journal(cursor: str | None, timeout: float, directory: str | None = Non
         raise AuthLogError(f"journalctl could not be started ({exc.strerror or exc})") from None
     if status is None and not cut:
         raise AuthLogError(f"journalctl did not finish within {timeout:g}s")
+    if b"not seeing messages from other users" in stderr or b"insufficient permissions" in stderr:
+        raise AuthLogError("no permission to read the system journal (run as root or add the user to group "
+                           "systemd-journal or adm)")
     if status not in (0, None) and not stdout:
         err = stderr.decode("utf-8", "replace").strip().splitlines()
         reason = err[-1][:200] if err else f"exit status {status}"
