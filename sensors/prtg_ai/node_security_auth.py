@@ -107,7 +107,8 @@ def count(messages, counted_before: set[int] | frozenset = frozenset()) -> AuthC
             continue
         m = _rx("accepted").match(message)
         if m and _valid_address(m.group(3)):
-            out.logins.append(Login(_rx("unsafe_user").sub("?", m.group(2))[:32], m.group(3), m.group(1)[:24]))
+            unsafe = _rx("unsafe_user")
+            out.logins.append(Login(unsafe.sub("?", m.group(2))[:32], m.group(3), unsafe.sub("?", m.group(1))[:24]))
     for pid in failed.keys() | signalled:
         n = failed.get(pid, 0)
         if n == 0 and pid in counted_before:

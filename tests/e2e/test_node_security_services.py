@@ -10,12 +10,10 @@ The real ``/proc/net/tcp`` is read in ``test_real_procfs_listener_is_found``.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
 
-import pytest
 from fakes.ai_services import ANSWERS, Services
 
 from prtg_ai.backends import listeners

@@ -24,11 +24,6 @@ CASE = Path(__file__).resolve().parents[1] / "testcases" / "node_security" / "gp
 ARGS = ["--probe=no", "--auth-source", "off", "--learn", "1h"]
 
 
-def _ctx(make_ctx, tmp_path, proc_root=None):
-    root = proc_root or CASE / "proc"
-    return make_ctx(proc_root=root)
-
-
 def test_miners_and_an_unknown_process_are_flagged_training_is_not(tmp_path, monkeypatch, sensor_run, make_ctx, clock):
     scenario = load_scenario(CASE / "nvml.json")
     fake = install(monkeypatch, scenario)

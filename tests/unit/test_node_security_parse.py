@@ -119,3 +119,7 @@ def test_http_answers_chunked_truncated_and_not_http():
 def test_hostile_allow_lists_are_capped(args, param, sensor_run, make_ctx):
     result = sensor_run("node_security", ["--probe", "no", "--auth-source", "off", *args], make_ctx())
     assert result.error and param in result.message()
+
+
+def test_a_crafted_cgroup_name_is_not_shown_as_a_pod():
+    assert parse_cgroup("0::/kubepods.slice/kubepods-pod<script>alert(1)</script>_aaaaaaaaaaaaaaaaaaaaaaa.slice\n") == (None, None)

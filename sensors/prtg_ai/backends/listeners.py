@@ -265,6 +265,13 @@ def user_name(uid: int | None) -> str | None:
         return str(uid)
 
 
+def _pod_uid(text: str) -> str | None:
+    # A pod UID is a UUID; anything else in a cgroup path (a delegated sub-cgroup's name) is not shown.
+    if 32 <= len(text) <= 36 and all(c in "0123456789abcdef-" for c in text):
+        return text
+    return None
+
+
 def parse_cgroup(text: str) -> tuple[str | None, str | None]:
     """(short container id, pod UID) from ``/proc/<pid>/cgroup`` (docker, containerd, CRI-O, kubepods)."""
     container = pod = None
@@ -273,11 +280,9 @@ def parse_cgroup(text: str) -> tuple[str | None, str | None]:
         for part in path.split("/"):
             if part.startswith("kubepods") and "pod" in part and pod is None:
                 # kubepods-besteffort-pod1234_5678.slice (systemd) or pod1234-5678 (cgroupfs)
-                tail = part.split("pod")[-1].removesuffix(".slice")
-                if len(tail) >= 32:
-                    pod = tail.replace("_", "-")
-            elif part.startswith("pod") and len(part) >= 35 and pod is None:
-                pod = part[3:]
+                pod = _pod_uid(part.split("pod")[-1].removesuffix(".slice").replace("_", "-"))
+            elif part.startswith("pod") and pod is None:
+                pod = _pod_uid(part[3:])
             name = part.removesuffix(".scope")
             for prefix in ("docker-", "cri-containerd-", "crio-", "libpod-", ""):
                 if name.startswith(prefix):
