@@ -100,6 +100,17 @@ def _writable(folder: Path) -> tuple[bool, str]:
         return False, f"{folder}: {exc.strerror or exc}"
 
 
+def _node_security_checks() -> list[tuple[str, bool, str]]:
+    """node_security: can the journal and the auth log files be read? (root for other users' sockets)"""
+    from prtg_ai.backends import authlog
+
+    checks = authlog.probe()
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    checks.append(("Process names of listeners (node_security)", root,
+                   "running as root" if root else "not root: listeners of other users' processes show no process"))
+    return checks
+
+
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(as_json: bool) -> None:
@@ -120,6 +131,7 @@ def doctor(as_json: bool) -> None:
     aws_ok, aws_detail = aws.credentials_status()
     checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
     checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
+    checks += _node_security_checks()
     checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
     checks.append(("prtg-ai", True, f"{__version__} ({os.path.dirname(os.path.abspath(__file__))})"))
     if as_json:

@@ -5,7 +5,7 @@ staleness by a test:
 
 * ``prtgai_gpu_node_http_<N>gpu.odt`` (N = 1, 2, 4, 8): HTTP Data Advanced sensors
   polling ``prtg-ai serve`` on the node: ``gpu_host``, one ``gpu`` per GPU,
-  ``east_west`` and ``checkpoint_volume``.
+  ``east_west``, ``checkpoint_volume`` and ``node_security``.
 * ``prtgai_gpu_node_ssh_<N>gpu.odt``: the same sensors as SSH Script Advanced,
   running the ``.sh`` wrappers the installer puts in ``/var/prtg/scriptsxml``.
 * ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe.
@@ -70,6 +70,7 @@ def _node_sensors(gpus: int) -> list[tuple[str, str, str, int]]:
     rows.append(("prtgai_east_west", "east_west", "East-west fabric", [], 3))
     rows.append(("prtgai_checkpoint_volume", "checkpoint_volume", "Checkpoint volume",
                  [("path", CHECKPOINT_PLACEHOLDER)], 3))
+    rows.append(("prtgai_node_security", "node_security", "Node security", [], 3))
     return rows
 
 

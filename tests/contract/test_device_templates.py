@@ -17,7 +17,7 @@ from prtg_ai_installer.wrappers import wrapper_name
 
 REPO = Path(__file__).resolve().parents[2]
 ODT = sorted((REPO / "device_templates").glob("*.odt"))
-NODE_SENSORS = {"gpu_host", "gpu", "east_west", "checkpoint_volume"}
+NODE_SENSORS = {"gpu_host", "gpu", "east_west", "checkpoint_volume", "node_security"}
 
 
 def creates(path: Path) -> list[ET.Element]:

@@ -71,8 +71,15 @@ def _gpu_spend(tmp_path, monkeypatch, make_ctx):
     return ctx, []
 
 
+def _node_security(tmp_path, monkeypatch, make_ctx):
+    """The GPU scenario's proc tree (no listeners) and its NVML answers; no probes, no logs."""
+    case = TESTCASES / "node_security" / "gpu_miner"
+    nvml_fake.install(monkeypatch, nvml_fake.load_scenario(case / "nvml.json"))
+    return make_ctx(proc_root=case / "proc"), ["--auth-source", "off", "--probe", "no"]
+
+
 SETUPS = {"checkpoint_volume": _checkpoint_volume, "gpu": _gpu, "gpu_host": _gpu_host,
-          "east_west": _east_west, "gpu_spend": _gpu_spend}
+          "east_west": _east_west, "gpu_spend": _gpu_spend, "node_security": _node_security}
 
 
 @pytest.mark.parametrize("sensor", registry.sensor_ids())

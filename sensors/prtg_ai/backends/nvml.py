@@ -364,6 +364,42 @@ class Nvml:
             counters[key] = (tx, rx)
         return counters, silent
 
+    # -- processes only (node_security) ----------------------------------------------
+    def running_pids(self) -> tuple[dict[int, list[int]], list[str], bool]:
+        """PIDs holding a compute or graphics context, per GPU index.
+
+        Returns ``({index: [pid, ...]}, [GPUs that did not answer], denied)``;
+        ``denied`` is True when NVML refused a process list (NoPermission).
+        """
+        nv = self.nv
+        pids: dict[int, list[int]] = {}
+        silent: list[str] = []
+        denied = False
+        for index in range(self.count()):
+            try:
+                handle = nv.nvmlDeviceGetHandleByIndex(index)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetHandleByIndex_v2
+            except nv.NVMLError:
+                silent.append(f"GPU {index}")
+                continue
+            found: set[int] = set()
+            answered = False
+            for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+                try:
+                    # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetComputeRunningProcesses_v3
+                    procs = getattr(nv, name)(handle)
+                except nv.NVMLError_NoPermission:
+                    denied = True
+                    continue
+                except nv.NVMLError:
+                    continue
+                answered = True
+                found.update(int(p.pid) for p in procs or [])
+            if answered:
+                pids[index] = sorted(found)
+            elif not denied:
+                silent.append(f"GPU {index}")
+        return pids, silent, denied
+
     # -- the sweep ------------------------------------------------------------------
     def sweep(self, index: int, handle, gpm_window: float = 0.0,
               sleep: Callable[[float], None] = time.sleep) -> GpuSample:
