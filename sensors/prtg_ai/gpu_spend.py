@@ -545,3 +545,21 @@ def _retry_hint(data: dict, cfg: _Config, now: float, is_cost: bool) -> str:
     if when is None:
         return ""
     return f"; next attempt in {format_duration(max(60, int(round((when - now) / 60.0)) * 60))}"
+
+
+class _Families:
+    """The one part of the sensor's configuration the type/price catalogue reads."""
+
+    def __init__(self, families):
+        self.families = list(families)
+
+
+def type_catalog(ctx, session, region: str, instances: list[dict], families, now: float,
+                 notes: list[str]) -> tuple[dict, dict[str, float]]:
+    """GPU counts per instance type and on-demand $/h of ``region``: the sensor's own catalogue and cache.
+
+    For ``prtg-ai act stop-idle-gpus``, so "GPU instance" and "price" mean exactly what
+    they mean for this sensor, and whichever of the two refreshes the shared cache first
+    saves the other the calls. ``instances`` need ``type`` and ``lifecycle``.
+    """
+    return GpuSpendSensor(ctx, {})._catalog(session, region, instances, _Families(families), now, notes)
