@@ -409,6 +409,7 @@ class GpuSpendSensor(Sensor):
                               "" if texts else "The first refresh has not completed; check the log.")
         result = SensorResult()
         burn = self._live_channels(result, live, now) if has_live else None
+        self._auto_stop_channels(result, now)
         summary = []
         if burn is not None:
             extra = f", {burn.accelerators} AI accelerators" if burn.accelerators else ""
@@ -453,6 +454,14 @@ class GpuSpendSensor(Sensor):
             result.note(f"{burn.unknown} GPU instance(s) have no CloudWatch data in the idle window and were "
                         "not assessed for idleness")
         return burn
+
+    def _auto_stop_channels(self, result: SensorResult, now: float) -> None:
+        """What ``prtg-ai act stop-idle-gpus`` stopped today on this host (its small daily file, no AWS call)."""
+        from prtg_ai.actions.audit import today_totals
+
+        count, usd = today_totals(self.ctx.state_path, now)
+        result.add(self.channel("auto_stopped_today", count))
+        result.add(self.channel("burn_avoided", round(usd, 4)))
 
     def _cost_channels(self, result: SensorResult, cfg: _Config, data: dict, now: float,
                        burn: sm.Burn | None) -> str:

@@ -388,7 +388,11 @@ class Run:
 
 def _problem(exc) -> str:
     """An AwsError's text with the hint (which names the action's policy for a denial)."""
-    message = exc.message() if hasattr(exc, "message") else str(exc)
+    # The hint of a denial names the missing action and policy; the others' hints speak of sensors.
+    if getattr(exc, "kind", "") in ("denied", "credentials") or not hasattr(exc, "problem"):
+        message = exc.message() if hasattr(exc, "message") else str(exc)
+    else:
+        message = exc.problem
     return " ".join(message.split())[:400]
 
 
