@@ -65,7 +65,7 @@ def test_install_twice_into_a_windows_tree_then_uninstall(prtg):
     assert {k: after[k] for k in before} == before  # nothing of PRTG's or the user's changed
     for path in expected_files(("core",)):
         if path.startswith("Notifications/"):
-            continue  # rendered, not copied: tests/e2e/test_stop_idle_gpus_notification.py
+            continue  # rendered, not copied: run in tests/e2e/test_stop_idle_gpus_moto.py
         source = data_dir("lookups" if path.startswith("lookups/") else "device_templates") / Path(path).name
         assert (prtg / path).read_bytes() == source.read_bytes()
     manifest = (prtg / "prtg-ai-manifest.json").read_bytes()

@@ -415,3 +415,121 @@ def test_without_a_writable_state_folder_nothing_is_done(aws, tmp_path):
     assert "nothing was done" in proc.stdout
     assert aws["front"].counts == {} or sum(aws["front"].counts.values()) == 0
     assert states(aws["moto"])[ids["idle_gpu"]] == "running"
+
+
+# -- the PRTG notification ---------------------------------------------------------------------------
+# What PRTG puts into an "Execute Program" notification's Parameters field for the .bat wrapper,
+# after substituting its placeholders (%sensorid, %device, %sensor, %status) for a real alert.
+PRTG_PARAMETERS = '"2345" "AWS GPU account (prod & research)" "AWS GPU spend" "Warning"'
+
+
+def cmd_args(line: str) -> list[str]:
+    """Split a command line as cmd.exe hands arguments to a batch file: quoted parts stay one, quotes kept."""
+    out, cur, quoted = [], "", False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+            cur += ch
+        elif ch in " \t" and not quoted:
+            if cur:
+                out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        out.append(cur)
+    return out
+
+
+def run_bat_text(text: str, parameters: str, env: dict) -> subprocess.CompletedProcess:
+    """Carry out the wrapper's lines the way cmd.exe would for the constructs it uses.
+
+    ``@echo off`` and ``rem`` do nothing; on the command line ``%~N`` is argument N without
+    its quotes, ``%N`` as given (missing ones are empty), ``%%`` a percent sign; the program and
+    its arguments are then split by the Windows rules (double quotes group; quotes dropped).
+    """
+    import re
+
+    args = [""] + cmd_args(parameters)
+    lines = [ln for ln in text.split("\r\n") if ln and not ln.lower().startswith(("@echo off", "rem"))]
+    assert lines[-1] == "exit /b %ERRORLEVEL%"
+    assert len(lines) == 2, lines  # one command, then the exit code handed back to PRTG
+    command = lines[0]
+
+    def expand(m):
+        token = m.group(0)
+        if token == "%%":
+            return "%"
+        n = int(token[-1])
+        value = args[n] if n < len(args) else ""
+        return value.strip('"') if token.startswith("%~") else value
+    expanded = re.sub(r"%%|%~?[0-9]", expand, command)
+    argv = [a.replace('"', "") for a in cmd_args(expanded)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def installed(tmp_path):
+    """``prtg-ai install --role core`` into a PRTG program folder; the wrappers run this interpreter."""
+    prtg = tmp_path / "PRTG Network Monitor"
+    prtg.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", "install", "--role", "core", "--prtg-dir", str(prtg),
+                           "--python", sys.executable], capture_output=True, text=True, timeout=120,
+                          env=cli_env(tmp_path / "unused"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return prtg / "Notifications" / "EXE"
+
+
+def test_the_notification_wrapper_runs_the_action_as_a_dry_run_and_prints_its_summary(aws, installed):
+    ids = seed(aws["moto"])
+    bat = (installed / "prtgai_stop_idle_gpus.bat").read_bytes().decode("utf-8")
+    proc = run_bat_text(bat, PRTG_PARAMETERS, aws["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stopped" not in set(states(aws["moto"]).values())
+    last = proc.stdout.splitlines()[-1]
+    assert last.startswith("stop-idle-gpus DRY RUN (add --execute to act): 3 would stop")
+    assert f"WOULD STOP {ids['idle_gpu']} p4d.24xlarge us-east-1 $21.96/h: idle" in proc.stdout
+    record = decisions(aws["state"])[ids["idle_gpu"]]
+    assert record["trigger"] == {"by": "prtg-notification", "sensorid": "2345",
+                                 "device": "AWS GPU account (prod & research)", "sensor": "AWS GPU spend",
+                                 "status": "Warning"}
+    assert record["mode"] == "dry-run"
+    assert_clean(proc, aws["state"])
+
+
+def test_the_notification_wrapper_acts_only_when_the_admin_adds_execute(aws, installed):
+    ids = seed(aws["moto"])
+    bat = (installed / "prtgai_stop_idle_gpus.bat").read_bytes().decode("utf-8")
+    proc = run_bat_text(bat, PRTG_PARAMETERS + " --execute --max-instances 1", aws["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [k for k, iid in ids.items() if states(aws["moto"])[iid] == "stopped"] == ["idle_gpu"]
+    assert proc.stdout.splitlines()[-1].startswith("stop-idle-gpus: 1 stopped ($21.96/h avoided)")
+
+
+def test_the_powershell_wrapper(aws, installed):
+    """With pwsh: run it as PRTG would. Without: check the rendered script's parameters and command."""
+    import shutil
+
+    ps1 = (installed / "prtgai_stop_idle_gpus.ps1").read_bytes().decode("utf-8")
+    assert "\r\n" in ps1 and "\n" not in ps1.replace("\r\n", "")
+    pwsh = shutil.which("pwsh")
+    if pwsh:
+        seed(aws["moto"])
+        proc = subprocess.run([pwsh, "-NoProfile", "-NonInteractive", "-File", str(installed / "prtgai_stop_idle_gpus.ps1"),
+                               "-SensorId", "2345", "-Device", 'AWS "GPU" account', "-Sensor", "AWS GPU spend",
+                               "-Status", "Warning", "-Message", "Idle Burn Rate above 20 USD/h"],
+                              capture_output=True, text=True, env=aws["env"], timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.splitlines()[-1].startswith("stop-idle-gpus DRY RUN")
+        return
+    # The Parameters line the wrapper documents uses exactly the parameters it declares.
+    documented = [w for w in ps1.split("Parameters field of the notification")[1].split("\r\n")[1].split()
+                  if w.startswith("-")]
+    declared = ps1.split("param(")[1].split(")\r\n")[0]
+    assert documented == ["-SensorId", "-Device", "-Sensor", "-Status", "-Message"]
+    assert all(f"${name[1:]}" in declared for name in documented + ["-Execute", "-Region", "-MaxInstances"])
+    # The interpreter is this one; --execute only behind the -Execute switch; nothing terminates.
+    assert f"$python = '{sys.executable}'" in ps1
+    assert "if ($Execute) { $arguments += '--execute' }" in ps1
+    assert ps1.count("--execute") == 1 and "terminate" not in ps1.lower()
+    assert "& $python @arguments" in ps1 and "exit $LASTEXITCODE" in ps1
