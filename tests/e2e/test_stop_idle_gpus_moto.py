@@ -202,6 +202,24 @@ def act(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProc
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
+class Done:
+    """What an in-process run left: exit code and stdout, as ``subprocess.CompletedProcess`` names them."""
+
+    def __init__(self, returncode: int, lines: list[str]):
+        self.returncode, self.stdout, self.stderr = returncode, "\n".join(lines) + "\n", ""
+
+
+def act_here(aws, execute: bool = False, max_instances: int = 3, hibernate: bool = False, state: Path | None = None):
+    """The action in this process (no interpreter start-up): same code below the click command."""
+    from prtg_ai.actions import idle_policy as ip
+    from prtg_ai.actions import stop_idle_gpus as action
+
+    lines: list[str] = []
+    ctx = Context(env=dict(aws["env"]), state_dir=state or aws["state"])
+    opts = action.Options(ip.Rules(max_instances=max_instances), execute=execute, hibernate=hibernate)
+    return Done(action.run(ctx, opts, out=lines.append), lines)
+
+
 def decisions(state: Path) -> dict[str, dict]:
     return {r["instance"]: r for r in audit.read_log(str(state)) if r["kind"] == "decision"}
 
@@ -290,13 +308,16 @@ def test_a_second_run_finds_nothing_more_to_stop_and_gpu_spend_shows_the_totals(
 def test_dry_run_changes_nothing_and_says_what_it_would_do(aws):
     ids = seed(aws["moto"])
     before = states(aws["moto"])
-    proc = act(aws["env"], "--max-instances", "2", *TRIGGER)
+    # A secret that reaches the action (here inside PRTG's message) is scrubbed from the log too.
+    trigger = TRIGGER[:-1] + [f"{TRIGGER[-1]} {SECRET}"]
+    proc = act(aws["env"], "--max-instances", "2", *trigger)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert states(aws["moto"]) == before
     assert aws["front"].counts["ec2:StopInstances"] == 0
     log = decisions(aws["state"])
     assert {k for k, iid in ids.items() if log[iid]["action"] == "would-stop"} == {"idle_gpu", "idle_trn"}
     assert all(r["mode"] == "dry-run" for r in log.values())
+    assert all(r["trigger"]["message"] == "Idle Burn Rate above 20 USD/h ***" for r in log.values())
     assert proc.stdout.splitlines()[-1].startswith("stop-idle-gpus DRY RUN (add --execute to act): 2 would stop")
     assert audit.today_totals(str(aws["state"]), time.time()) == (0, 0.0)
     assert_clean(proc, aws["state"])
@@ -308,7 +329,7 @@ def test_hibernate_where_configured_and_a_plain_stop_elsewhere(aws):
     plain = launch(aws["moto"], "g6.xlarge", tag)
     for iid in (hib, plain):
         put_metrics(aws["moto"], iid, cpu=1.0, net_bytes_per_5min=10.0)
-    proc = act(aws["env"], "--execute", "--hibernate")
+    proc = act_here(aws, execute=True, hibernate=True)
     assert proc.returncode == 0, proc.stdout
     log = decisions(aws["state"])
     assert log[hib]["action"] == "hibernated" and log[plain]["action"] == "stopped"
@@ -342,7 +363,7 @@ def test_two_simultaneous_runs_stop_each_instance_once(aws):
 def test_a_stop_that_fails_is_recorded_and_the_others_still_happen(aws):
     ids = seed(aws["moto"])
     aws["front"].fail_stop[ids["idle_gpu"]] = "IncorrectInstanceState"
-    proc = act(aws["env"], "--execute", "--max-instances", "2")
+    proc = act_here(aws, execute=True, max_instances=2)
     assert proc.returncode == 1, proc.stdout
     now = states(aws["moto"])
     assert now[ids["idle_gpu"]] == "running" and now[ids["idle_trn"]] == "stopped"
@@ -365,7 +386,7 @@ def test_a_stop_that_fails_is_recorded_and_the_others_still_happen(aws):
 def test_throttled_stop_is_retried_once_then_reported_and_nothing_is_stopped(aws):
     ids = seed(aws["moto"])
     aws["front"].faults["ec2:StopInstances"] = "throttle"
-    proc = act(aws["env"], "--execute", "--max-instances", "2")
+    proc = act_here(aws, execute=True, max_instances=2)
     assert proc.returncode == 1
     assert aws["front"].counts["ec2:StopInstances"] == 4  # two instances, one retry each
     assert "stopped" not in set(states(aws["moto"]).values())
@@ -381,7 +402,7 @@ def test_throttled_stop_is_retried_once_then_reported_and_nothing_is_stopped(aws
 def test_throttled_describe_decides_nothing_and_says_so(aws):
     seed(aws["moto"])
     aws["front"].faults["ec2:DescribeInstances"] = "throttle"
-    proc = act(aws["env"], "--execute")
+    proc = act_here(aws, execute=True)
     assert proc.returncode == 1
     assert "stopped" not in set(states(aws["moto"]).values())
     lines = proc.stdout.splitlines()
@@ -396,7 +417,7 @@ def test_throttled_describe_decides_nothing_and_says_so(aws):
 def test_denied_stop_names_the_action_policy(aws):
     ids = seed(aws["moto"])
     aws["front"].faults["ec2:StopInstances"] = "deny"
-    proc = act(aws["env"], "--execute", "--max-instances", "1")
+    proc = act_here(aws, execute=True, max_instances=1)
     assert proc.returncode == 1
     log = decisions(aws["state"])
     assert log[ids["idle_gpu"]]["action"] == "stop-failed"
@@ -406,11 +427,11 @@ def test_denied_stop_names_the_action_policy(aws):
 
 
 def test_without_a_writable_state_folder_nothing_is_done(aws, tmp_path):
-    ids = seed(aws["moto"])
+    ids = {"idle_gpu": launch(aws["moto"], "p4d.24xlarge", {OPT_IN["Key"]: "true"})}
+    put_metrics(aws["moto"], ids["idle_gpu"], gpu=[0.0])
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    env = dict(aws["env"], PRTG_AI_STATE_DIR=str(blocker / "state"))
-    proc = act(env, "--execute")
+    proc = act_here(aws, execute=True, state=blocker / "state")
     assert proc.returncode == 3
     assert "nothing was done" in proc.stdout
     assert aws["front"].counts == {} or sum(aws["front"].counts.values()) == 0

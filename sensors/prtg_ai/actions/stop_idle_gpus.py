@@ -25,7 +25,8 @@ Safety:
 * an AWS failure stops nothing it concerns, is recorded, and makes the exit code 1.
 
 Exit codes: 0 every decision made and carried out; 1 an AWS call failed (the summary
-says which); 2 a bad option; 3 the lock or the audit log was unavailable (nothing done).
+says which) or an internal error; 2 a bad option; 3 the lock or the audit log was
+unavailable (nothing done).
 """
 
 from __future__ import annotations
@@ -401,5 +402,10 @@ def run(ctx: Context, opts: Options, out=print) -> int:
     try:
         return Run(ctx, opts, out).execute()
     except ConfigError as exc:
-        out(ctx.secrets.scrub(f"{ACTION} ERROR: {exc.message() if hasattr(exc, 'message') else exc}"))
+        out(ctx.secrets.scrub(f"{ACTION} ERROR: {exc.message()}"))
         return EXIT_USAGE
+    except Exception as exc:  # a bug: PRTG's notification log gets one clear line, the log the traceback
+        log.exception("%s failed", ACTION)
+        out(ctx.secrets.scrub(f"{ACTION} ERROR: internal error ({type(exc).__name__}); instances stopped before it "
+                              f"are in the audit log; details in prtg-ai.log in {ctx.state_path}."))
+        return EXIT_AWS
