@@ -536,7 +536,8 @@ def test_the_powershell_wrapper(aws, installed):
     pwsh = shutil.which("pwsh")
     if pwsh:
         seed(aws["moto"])
-        proc = subprocess.run([pwsh, "-NoProfile", "-NonInteractive", "-File", str(installed / "prtgai_stop_idle_gpus.ps1"),
+        script = str(installed / "prtgai_stop_idle_gpus.ps1")
+        proc = subprocess.run([pwsh, "-NoProfile", "-NonInteractive", "-File", script,
                                "-SensorId", "2345", "-Device", 'AWS "GPU" account', "-Sensor", "AWS GPU spend",
                                "-Status", "Warning", "-Message", "Idle Burn Rate above 20 USD/h"],
                               capture_output=True, text=True, env=aws["env"], timeout=120)

@@ -53,7 +53,8 @@ MAX_WINDOWS = 16
 MAX_WINDOW_SPEC = 256
 
 # Reason codes (audit log ``reason_code``), in rule order.
-NOT_GPU, NOT_OPTED_IN, PROTECTED, IN_WINDOW, TOO_YOUNG = "not-gpu", "not-opted-in", "protected", "in-window", "too-young"
+NOT_GPU, NOT_OPTED_IN, PROTECTED = "not-gpu", "not-opted-in", "protected"
+IN_WINDOW, TOO_YOUNG = "in-window", "too-young"
 BUSY, NO_EVIDENCE, OVER_CAP, IDLE = "busy", "no-evidence", "over-cap", "idle"
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -269,7 +270,8 @@ def precheck(inst: Mapping, info: sm.TypeInfo | None, rules: Rules, now: float) 
         return TOO_YOUNG, "launch time unknown"
     age = now - float(launched)
     if age < rules.min_age_s:
-        return TOO_YOUNG, f"too young: running {max(0, int(age // 60))} min < --min-age {int(rules.min_age_s // 60)} min"
+        return TOO_YOUNG, (f"too young: running {max(0, int(age // 60))} min "
+                           f"< --min-age {int(rules.min_age_s // 60)} min")
     return None
 
 

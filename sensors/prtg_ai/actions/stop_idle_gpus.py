@@ -90,7 +90,8 @@ class Decision:
         self.inst = inst
         self.region = region
         self.decision = "skip"        # stop | skip | fail
-        self.action = "none"          # stopped | hibernated | would-stop | would-hibernate | already-stopped | stop-failed | none
+        # stopped | hibernated | would-stop | would-hibernate | already-stopped | stop-failed | none
+        self.action = "none"
         self.reason_code = ""
         self.reason = ""
         self.evidence: dict | None = None
