@@ -59,6 +59,20 @@ class StopFront(helpers.Front):
         self.fail_stop.clear()
         self.stop_bodies.clear()
 
+    def fault(self, handler, op: str, fault: str):
+        if handler.headers.get("smithy-protocol") != "rpc-v2-cbor":
+            return super().fault(handler, op, fault)
+        # CloudWatch speaks Smithy RPC v2 CBOR in current botocore: answer the error in it.
+        code = {"throttle": "ThrottlingException", "deny": "AccessDeniedException"}[fault]
+        data = cbor_text_map({"__type": code, "message": "Rate exceeded" if fault == "throttle" else
+                              f"User is not authorized to perform: {op}"})
+        handler.send_response(400)
+        handler.send_header("Content-Type", "application/cbor")
+        handler.send_header("smithy-protocol", "rpc-v2-cbor")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
     def handle(self, handler):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
@@ -82,6 +96,16 @@ class StopFront(helpers.Front):
                     return
         handler.rfile = io.BytesIO(body)  # the parent reads the body again
         super().handle(handler)
+
+
+def cbor_text_map(doc: dict[str, str]) -> bytes:
+    """A CBOR map of short text strings (RFC 8949: major type 5 map, major type 3 text)."""
+    def text(value: str) -> bytes:
+        raw = value.encode("utf-8")
+        assert len(raw) < 256
+        return (bytes([0x60 + len(raw)]) if len(raw) < 24 else bytes([0x78, len(raw)])) + raw
+    assert len(doc) < 24
+    return bytes([0xA0 + len(doc)]) + b"".join(text(k) + text(v) for k, v in doc.items())
 
 
 @pytest.fixture(scope="module")
@@ -411,6 +435,25 @@ def test_throttled_describe_decides_nothing_and_says_so(aws):
     log = audit.read_log(str(aws["state"]))
     assert [r["kind"] for r in log] == ["error", "run"]
     assert log[0]["error_kind"] == "throttled" and log[1]["exit"] == 1
+    assert_clean(proc, aws["state"])
+
+
+def test_throttled_cloudwatch_means_no_evidence_and_nothing_stopped(aws):
+    ids = seed(aws["moto"])
+    aws["front"].faults["cloudwatch:GetMetricData"] = "throttle"
+    proc = act_here(aws, execute=True)
+    assert proc.returncode == 1
+    assert "stopped" not in set(states(aws["moto"]).values())
+    log = decisions(aws["state"])
+    # Every instance that needed evidence is a logged skip, the others keep their own reasons.
+    needing = {"idle_gpu", "idle_trn", "idle_cpu", "busy_gpu", "busy_net", "no_data"}
+    assert {k for k, iid in ids.items() if log[iid]["reason_code"] == "no-evidence"} == needing
+    assert all("AWS throttled CloudWatch GetMetricData" in log[ids[k]]["reason"] for k in needing)
+    assert log[ids["untagged"]]["reason_code"] == "not-opted-in"
+    errors = [r for r in audit.read_log(str(aws["state"])) if r["kind"] == "error"]
+    assert [(e["step"], e["error_kind"]) for e in errors] == [("metrics", "throttled")]
+    assert proc.stdout.splitlines()[-1].startswith("stop-idle-gpus: 0 stopped ($0.00/h avoided), 11 skipped, "
+                                                   "0 failed; 1 AWS error(s), exit 1.")
     assert_clean(proc, aws["state"])
 
 
