@@ -53,11 +53,13 @@ class StopFront(helpers.Front):
         super().__init__(moto_port)
         self.fail_stop: dict[str, str] = {}   # instance id -> error code
         self.stop_bodies: list[str] = []
+        self.before: dict[str, object] = {}   # operation -> a callable run once before it is answered
 
     def reset(self):
         super().reset()
         self.fail_stop.clear()
         self.stop_bodies.clear()
+        self.before.clear()
 
     def fault(self, handler, op: str, fault: str):
         if handler.headers.get("smithy-protocol") != "rpc-v2-cbor":
@@ -77,6 +79,10 @@ class StopFront(helpers.Front):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         op = self.operation(handler, body)
+        with self.lock:
+            hook = self.before.pop(op, None)
+        if hook is not None:
+            hook()
         if op == "ec2:StopInstances":
             text = body.decode("utf-8", "replace")
             with self.lock:
@@ -381,6 +387,26 @@ def test_two_simultaneous_runs_stop_each_instance_once(aws):
     assert sorted(r["instance"] for r in records) == sorted(ids)
     assert len({r["run"] for r in audit.read_log(str(aws["state"])) if r["kind"] == "run"}) == 2
     assert audit.today_totals(str(aws["state"]), time.time())[0] == 3
+
+
+def test_the_state_and_tags_are_read_again_right_before_stopping(aws):
+    """Someone stops one candidate and un-tags another while the action reads CloudWatch."""
+    ids = seed(aws["moto"])
+    ec2 = helpers.boto("ec2", aws["moto"])
+
+    def meanwhile():
+        ec2.stop_instances(InstanceIds=[ids["idle_gpu"]])
+        ec2.delete_tags(Resources=[ids["idle_trn"]], Tags=[{"Key": OPT_IN["Key"]}])
+    aws["front"].before["cloudwatch:GetMetricData"] = meanwhile
+    proc = act_here(aws, execute=True)
+    assert proc.returncode == 0, proc.stdout
+    log = decisions(aws["state"])
+    assert (log[ids["idle_gpu"]]["action"], log[ids["idle_gpu"]]["reason_code"]) == ("already-stopped", "not-running")
+    assert log[ids["idle_trn"]]["reason_code"] == "tags-changed"
+    assert log[ids["idle_cpu"]]["action"] == "stopped"
+    assert aws["front"].counts["ec2:StopInstances"] == 1               # only the g5: nothing twice, nothing un-tagged
+    assert states(aws["moto"])[ids["idle_trn"]] == "running"
+    assert audit.today_totals(str(aws["state"]), time.time()) == (1, pytest.approx(PRICE["g5.xlarge"]))
 
 
 # -- AWS failures mid-run -------------------------------------------------------------------------------

@@ -321,8 +321,8 @@ class Run:
             return
         if not ip.opted_in(current.get("tags") or {}, self.opts.rules) or \
                 self.opts.rules.protect_key in (current.get("tags") or {}):
-            self._write(d.skip(ip.PROTECTED, "its tags changed since it was assessed (opt-in removed or "
-                                             "protected); not stopped"))
+            self._write(d.skip("tags-changed", "its tags changed since it was assessed (opt-in removed or "
+                                               "protected); not stopped"))
             return
         try:
             state = session.stop_instance(d.region, inst["id"], hibernate=d.hibernate)
