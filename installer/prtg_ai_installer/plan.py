@@ -110,7 +110,19 @@ def build_plan(
                            role, spec.executable)
                     for s in sensors
                 ]
+    if "core" in roles:
+        _add_notifications(files, folders, python, version)
     return Plan(tuple(r for r in layout.ROLES if r in roles), python, version, tuple(files), tuple(folders))
+
+
+def _add_notifications(files: list[FileOp], folders: list[tuple[str, str]], python: str, version: str) -> None:
+    """The core's "Execute Program" notification wrappers for ``prtg-ai act stop-idle-gpus`` (dry run by default)."""
+    from prtg_ai_installer import notifications
+
+    base = "/".join(notifications.NOTIFICATION_FOLDER)
+    folders.append((base, "core"))
+    files += [FileOp(f"{base}/{name}", notifications.render(name, python, version), "core")
+              for name in sorted(notifications.FILES)]
 
 
 def default_python() -> str:

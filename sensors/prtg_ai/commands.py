@@ -336,4 +336,14 @@ def _add_installer_commands() -> None:
 
 _add_installer_commands()
 
+
+def _add_action_commands() -> None:
+    # `prtg-ai act <action>`: actions are commands, never sensors (design.md).
+    from prtg_ai.actions.cli import act
+
+    cli.add_command(act)
+
+
+_add_action_commands()
+
 __all__ = ["cli", "RUN_USAGE"]

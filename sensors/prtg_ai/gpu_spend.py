@@ -409,6 +409,7 @@ class GpuSpendSensor(Sensor):
                               "" if texts else "The first refresh has not completed; check the log.")
         result = SensorResult()
         burn = self._live_channels(result, live, now) if has_live else None
+        self._auto_stop_channels(result, now)
         summary = []
         if burn is not None:
             extra = f", {burn.accelerators} AI accelerators" if burn.accelerators else ""
@@ -453,6 +454,14 @@ class GpuSpendSensor(Sensor):
             result.note(f"{burn.unknown} GPU instance(s) have no CloudWatch data in the idle window and were "
                         "not assessed for idleness")
         return burn
+
+    def _auto_stop_channels(self, result: SensorResult, now: float) -> None:
+        """What ``prtg-ai act stop-idle-gpus`` stopped today on this host (its small daily file, no AWS call)."""
+        from prtg_ai.actions.audit import today_totals
+
+        count, usd = today_totals(self.ctx.state_path, now)
+        result.add(self.channel("auto_stopped_today", count))
+        result.add(self.channel("burn_avoided", round(usd, 4)))
 
     def _cost_channels(self, result: SensorResult, cfg: _Config, data: dict, now: float,
                        burn: sm.Burn | None) -> str:
@@ -545,3 +554,21 @@ def _retry_hint(data: dict, cfg: _Config, now: float, is_cost: bool) -> str:
     if when is None:
         return ""
     return f"; next attempt in {format_duration(max(60, int(round((when - now) / 60.0)) * 60))}"
+
+
+class _Families:
+    """The one part of the sensor's configuration the type/price catalogue reads."""
+
+    def __init__(self, families):
+        self.families = list(families)
+
+
+def type_catalog(ctx, session, region: str, instances: list[dict], families, now: float,
+                 notes: list[str]) -> tuple[dict, dict[str, float]]:
+    """GPU counts per instance type and on-demand $/h of ``region``: the sensor's own catalogue and cache.
+
+    For ``prtg-ai act stop-idle-gpus``, so "GPU instance" and "price" mean exactly what
+    they mean for this sensor, and whichever of the two refreshes the shared cache first
+    saves the other the calls. ``instances`` need ``type`` and ``lifecycle``.
+    """
+    return GpuSpendSensor(ctx, {})._catalog(session, region, instances, _Families(families), now, notes)

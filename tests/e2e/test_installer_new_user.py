@@ -59,6 +59,7 @@ def test_new_user_installs_the_wheel_and_the_pack(tmp_path):
 
     assert installed == ({f"lookups/custom/{n}" for n in shipped("lookups") if n.endswith(".ovl")}
                          | {f"devicetemplates/{n}" for n in shipped("device_templates") if n.endswith(".odt")}
+                         | {f"Notifications/EXE/prtgai_stop_idle_gpus.{ext}" for ext in ("bat", "ps1")}
                          | {f"Custom Sensors/{folder}/prtgai_{s}.{ext}" for s in sensor_ids()
                             for folder, ext in (("EXEXML", "cmd"), ("python", "py"), ("scripts", "py"))})
     cmd = (prtg / "Custom Sensors/EXEXML/prtgai_checkpoint_volume.cmd").read_bytes().decode()

@@ -48,8 +48,10 @@ def test_plan_lists_every_file_for_every_sensor():
         "Custom Sensors/EXEXML/prtgai_checkpoint_volume.cmd", "Custom Sensors/EXEXML/prtgai_gpu.cmd",
         "Custom Sensors/python/prtgai_checkpoint_volume.py", "Custom Sensors/python/prtgai_gpu.py",
         "Custom Sensors/scripts/prtgai_checkpoint_volume.py", "Custom Sensors/scripts/prtgai_gpu.py",
+        # The core's "Execute Program" notification wrappers for prtg-ai act stop-idle-gpus.
+        "Notifications/EXE/prtgai_stop_idle_gpus.bat", "Notifications/EXE/prtgai_stop_idle_gpus.ps1",
     ]
-    assert [f.role for f in p.files] == ["core"] * 3 + ["probe"] * 6
+    assert [f.role for f in p.files] == ["core"] * 3 + ["probe"] * 6 + ["core"] * 2
     assert p.files[0].data == SHIPPED.lookups[0][1]
     assert make_plan(roles=("ssh-target",), sensors=("gpu",)).files[0].path == "scriptsxml/prtgai_gpu.sh"
 
@@ -80,7 +82,8 @@ def test_install_twice_is_identical_and_keeps_the_manifest_bytes(tree):
     # Exactly our files were added, the user's are untouched.
     added = set(first) - set(before)
     assert added == {f.path for f in make_plan().files} | {MANIFEST_NAME, "devicetemplates",
-                                                           "Custom Sensors/python", "Custom Sensors/scripts"}
+                                                           "Custom Sensors/python", "Custom Sensors/scripts",
+                                                           "Notifications", "Notifications/EXE"}
     assert all(first[k] == v for k, v in before.items())
     doc = json.loads(manifest)
     assert {f["path"]: f["sha256"] for f in doc["files"]} == {f.path: f.sha256 for f in make_plan().files}

@@ -57,6 +57,18 @@ IAM_ACTIONS: dict[tuple[str, str], str | None] = {
     ("cloudwatch", "ListMetrics"): "cloudwatch:ListMetrics",
     ("cloudwatch", "GetMetricData"): "cloudwatch:GetMetricData",
 }
+# The ``prtg-ai act stop-idle-gpus`` action's calls, with their own least-privilege policy:
+# the fleet reads it shares with gpu_spend, plus StopInstances (conditioned on the opt-in tag there).
+ACT_POLICY_FILE = "installer/assets/iam/prtg-ai-stop-idle-gpus-policy.json"
+ACT_IAM_ACTIONS: dict[tuple[str, str], str | None] = {
+    ("ec2", "DescribeInstances"): "ec2:DescribeInstances",
+    ("ec2", "DescribeInstanceTypes"): "ec2:DescribeInstanceTypes",
+    ("ec2", "DescribeSpotPriceHistory"): "ec2:DescribeSpotPriceHistory",
+    ("pricing", "GetProducts"): "pricing:GetProducts",
+    ("cloudwatch", "ListMetrics"): "cloudwatch:ListMetrics",
+    ("cloudwatch", "GetMetricData"): "cloudwatch:GetMetricData",
+    ("ec2", "StopInstances"): "ec2:StopInstances",
+}
 # Every (service, operation) this process called: tests check it against IAM_ACTIONS and the policy.
 CALLED: set[tuple[str, str]] = set()
 # HTTP requests sent per service (every attempt, counted by a botocore hook): what AWS bills for CE.
@@ -115,7 +127,7 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
     """Turn a boto3/botocore exception into an ``AwsError`` with an actionable text (never the secret)."""
     from botocore import exceptions as bx
 
-    action = IAM_ACTIONS.get((service, op))
+    action = IAM_ACTIONS.get((service, op)) or ACT_IAM_ACTIONS.get((service, op))
     what = _what(service, op)
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return AwsNoCredentials(
@@ -149,7 +161,8 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
             needed = action or f"{service}:{op}"
             return AwsDenied(
                 f"AWS denied {what}: the credentials lack IAM permission {needed} ({code}).",
-                f"Add {needed} to the probe's IAM policy (the pack ships the least-privilege policy {POLICY_FILE}).",
+                f"Add {needed} to the probe's IAM policy (the pack ships the least-privilege policy "
+                f"{POLICY_FILE if (service, op) in IAM_ACTIONS else ACT_POLICY_FILE}).",
                 action=needed, code=code)
         if code in _BAD_CREDENTIALS:
             return AwsNoCredentials(f"AWS rejected the credentials for {what} ({code}).",
@@ -531,6 +544,82 @@ class Aws:
                 doc = self._call("cloudwatch", region, "GetMetricData", **request)
                 for res in doc.get("MetricDataResults") or []:
                     out.setdefault(res.get("Id", ""), []).extend(float(v) for v in res.get("Values") or [])
+                token = doc.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        return out
+
+
+    # -- the stop-idle-gpus action (ACT_IAM_ACTIONS) ---------------------------------
+    def instances_for_review(self, region: str, instance_ids: Sequence[str] | None = None) -> list[dict]:
+        """Running instances (or the given ones, in any state) with what the stop decision needs.
+
+        Each: ``id``, ``type``, ``state``, ``launch_time`` (Unix seconds, None if absent),
+        ``tags`` (dict), ``hibernation`` (``HibernationOptions.Configured``), ``lifecycle``, ``az``.
+        """
+        if instance_ids:
+            # MaxResults and InstanceIds cannot be combined in one request.
+            request: dict[str, Any] = {"InstanceIds": list(instance_ids)}
+        else:
+            request = {"Filters": [{"Name": "instance-state-name", "Values": ["running"]}], "MaxResults": 1000}
+        out: list[dict] = []
+        for reservation in self._paged("ec2", "DescribeInstances", request, "Reservations", "NextToken",
+                                       MAX_PAGES, region=region):
+            for inst in reservation.get("Instances") or []:
+                launched = inst.get("LaunchTime")
+                tags = {}
+                for tag in (inst.get("Tags") or [])[:50]:  # AWS allows 50 tags per resource
+                    tags[str(tag.get("Key", ""))[:128]] = str(tag.get("Value", ""))[:256]
+                out.append({
+                    "id": str(inst.get("InstanceId", "")),
+                    "type": str(inst.get("InstanceType", "")),
+                    "state": str((inst.get("State") or {}).get("Name", "")),
+                    "launch_time": launched.timestamp() if isinstance(launched, datetime) else None,
+                    "tags": tags,
+                    "hibernation": bool((inst.get("HibernationOptions") or {}).get("Configured")),
+                    "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
+                    "az": (inst.get("Placement") or {}).get("AvailabilityZone", ""),
+                })
+        return out
+
+    def stop_instance(self, region: str, instance_id: str, hibernate: bool = False) -> str:
+        """``StopInstances`` for one instance (``Hibernate`` when asked); its state name after the call.
+
+        Never TerminateInstances: the action only ever stops (the IAM policy grants nothing else).
+        """
+        request: dict[str, Any] = {"InstanceIds": [instance_id]}
+        if hibernate:
+            request["Hibernate"] = True
+        doc = self._call("ec2", region, "StopInstances", **request)
+        for item in doc.get("StoppingInstances") or []:
+            if item.get("InstanceId") == instance_id:
+                return str((item.get("CurrentState") or {}).get("Name", ""))
+        return ""
+
+    def metric_points(self, region: str, queries: Sequence[dict], start: datetime, end: datetime,
+                      period: int) -> dict[str, list[tuple[float, float]]]:
+        """``(Unix time, value)`` per query id (``GetMetricData``, 500 queries a call, paged by hand).
+
+        Args:
+            queries: dicts with ``id``, ``namespace``, ``metric``, ``dims`` and optionally
+                ``stat`` (default ``Average``; ``Maximum`` for "never above", ``Sum`` for bytes).
+        """
+        out: dict[str, list[tuple[float, float]]] = {q["id"]: [] for q in queries}
+        for i in range(0, len(queries), 500):
+            batch = [{"Id": q["id"], "ReturnData": True,
+                      "MetricStat": {"Metric": {"Namespace": q["namespace"], "MetricName": q["metric"],
+                                                "Dimensions": q["dims"]},
+                                     "Period": period, "Stat": q.get("stat", "Average")}}
+                     for q in queries[i:i + 500]]
+            request: dict[str, Any] = {"MetricDataQueries": batch, "StartTime": start, "EndTime": end}
+            for _ in range(MAX_PAGES):
+                doc = self._call("cloudwatch", region, "GetMetricData", **request)
+                for res in doc.get("MetricDataResults") or []:
+                    stamps = res.get("Timestamps") or []
+                    values = res.get("Values") or []
+                    out.setdefault(res.get("Id", ""), []).extend(
+                        (t.timestamp(), float(v)) for t, v in zip(stamps, values) if isinstance(t, datetime))
                 token = doc.get("NextToken")
                 if not token:
                     break
