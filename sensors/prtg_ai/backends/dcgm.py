@@ -49,6 +49,10 @@ KIB = 1024
 PCIE_PROF_UNIT = 1.0  # bytes/s per unit of DCGM_FI_PROF_PCIE_*_BYTES
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # 8 GPUs x ~60 fields x 8 MIG instances stays far below
 UUID_LABELS = ("UUID", "uuid")
+# dcgm-exporter labels a MIG row with its GPU instance only. The GPU Operator's MIG profiles
+# create one compute instance (id 0) per GPU instance, so the rows are named "GI<n> CI0" as
+# NVML names them; UNCONFIRMED for hand-made layouts with several compute instances.
+ASSUMED_COMPUTE_INSTANCE = 0
 POD_LABELS = (("namespace", "pod", "container"), ("exported_namespace", "exported_pod", "exported_container"))
 
 # DCGM field -> (GpuSample attribute, scale). Device-wide gauges and counters.
@@ -273,7 +277,7 @@ def _finish(gpu: DcgmGpu, acc: dict) -> None:
     if None in fb:
         s.memory = _memory(fb[None])
     for slot, gi in enumerate(sorted(k for k in fb if k is not None)):
-        s.mig_instances.append(MigInstance(slot, gi, None, None, _memory(fb[gi])))
+        s.mig_instances.append(MigInstance(slot, gi, ASSUMED_COMPUTE_INSTANCE, None, _memory(fb[gi])))
     if s.memory is None and s.mig_instances:
         mems = [m.memory for m in s.mig_instances if m.memory is not None]
         if mems:
