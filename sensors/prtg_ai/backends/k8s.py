@@ -27,8 +27,7 @@ import time
 from prtg_ai.core.errors import ConfigError, SensorError
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-TOKEN_FILE = SA_DIR + "/token"
-CA_FILE = SA_DIR + "/ca.crt"
+SA_DIR_ENV = "PRTG_AI_K8S_SA_DIR"  # where the service-account token and ca.crt are (tests, unusual mounts)
 MAX_TOKEN_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # one page of 500 pods with managedFields is a few MB
 PAGE_LIMIT = 500
@@ -92,11 +91,13 @@ def read_token(path: str, param: str = "token_file") -> str:
     return token
 
 
-def config(api_url: str | None, token_file: str | None, ca_file: str | None, env, timeout: float = 10.0,
-           token_default: str = TOKEN_FILE, ca_default: str = CA_FILE) -> ApiConfig:
+def config(api_url: str | None, token_file: str | None, ca_file: str | None, env, timeout: float = 10.0) -> ApiConfig:
     """The API server settings from parameters, falling back to the in-cluster defaults."""
+    import os
     from urllib.parse import urlsplit
 
+    sa_dir = env.get(SA_DIR_ENV) or SA_DIR
+    token_default, ca_default = os.path.join(sa_dir, "token"), os.path.join(sa_dir, "ca.crt")
     url = api_url or in_cluster_url(env)
     if not url:
         raise ConfigError("api_url", "no API server: outside a pod (KUBERNETES_SERVICE_HOST is not set) give "
@@ -106,8 +107,6 @@ def config(api_url: str | None, token_file: str | None, ca_file: str | None, env
         raise ConfigError("api_url", f"{url[:120]!r} is not an http:// or https:// URL with a host")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError("api_url", "give the API server's base URL only (no credentials, query or fragment)")
-    import os
-
     token = read_token(token_file or token_default)
     ca = ca_file or (ca_default if os.path.isfile(ca_default) else None)
     if ca is not None and not os.path.isfile(ca):

@@ -93,11 +93,10 @@ def _ask_api(ctx, node: str) -> dict[str, str]:
     from prtg_ai.backends import k8s
 
     env = ctx.env
-    if not (env.get("PRTG_AI_K8S_API_URL") or k8s.in_cluster_url(env)):
-        return {}
+    if not k8s.in_cluster_url(env):
+        return {}  # only the pod's own API server gets the pod's own token
     try:
-        cfg = k8s.config(env.get("PRTG_AI_K8S_API_URL"), env.get("PRTG_AI_K8S_TOKEN_FILE"),
-                         env.get("PRTG_AI_K8S_CA_FILE"), env, timeout=API_TIMEOUT)
+        cfg = k8s.config(None, None, None, env, timeout=API_TIMEOUT)
         selector = f"spec.nodeName={node}" if node else ""
         with k8s.Api(cfg, ctx.monotonic) as api:
             return names_from_pods(api.pods(selector))

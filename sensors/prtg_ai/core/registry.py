@@ -18,6 +18,7 @@ SENSORS: dict[str, tuple[str, str]] = {
     "east_west": ("prtg_ai.east_west", "EastWestSensor"),
     "gpu_spend": ("prtg_ai.gpu_spend", "GpuSpendSensor"),
     "inference": ("prtg_ai.inference", "InferenceSensor"),
+    "k8s_gpu": ("prtg_ai.k8s_gpu", "K8sGpuSensor"),
 }
 
 
