@@ -280,3 +280,14 @@ def test_cli_exits_0_with_valid_prtg_json(api, token_file, tmp_path):
     got = {c["channel"]: c["value"] for c in doc["prtg"]["result"]}
     assert got["GPUs Requested"] == 6 and got["Pending GPU Pods"] == 2
     assert TOKEN not in json.dumps(doc)
+
+
+def test_an_http_client_cannot_choose_the_token_file():
+    """Through the agent, --api-url plus --token-file would send any readable one-line file to the client's server."""
+    from prtg_ai.agent.app import BadRequest, query_to_argv
+    from prtg_ai.k8s_gpu import K8sGpuSensor
+
+    with pytest.raises(BadRequest, match="token_file cannot be set by an HTTP client"):
+        query_to_argv(K8sGpuSensor, [("api_url", "https://evil.example"), ("token_file", "/run/secrets/prtg-ai/token")])
+    assert query_to_argv(K8sGpuSensor, [("node", "gpu-node-1"), ("source", "dcgm")]) == ["--node=gpu-node-1",
+                                                                                       "--source=dcgm"]

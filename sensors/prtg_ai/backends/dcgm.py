@@ -146,8 +146,9 @@ def parse(text: str, where: str = "dcgm-exporter") -> DcgmPage:
                     continue
                 rows.setdefault(family.name if family.name.startswith("DCGM_") else s.name, []).append(
                     (dict(s.labels), value))
-    except (ValueError, TypeError, IndexError) as exc:
-        raise SensorError(f"{where} is not a Prometheus metrics page ({str(exc)[:120]}).",
+    except (ValueError, TypeError, IndexError):
+        # The parser's message quotes the page: fetched content is never echoed.
+        raise SensorError(f"{where} is not a Prometheus metrics page.",
                           "Point --dcgm-url at dcgm-exporter's /metrics (port 9400 by default).") from None
     gpus: dict[str, DcgmGpu] = {}
     acc: dict[str, dict] = {}  # per GPU: framebuffer rows, alternatives, retired pages

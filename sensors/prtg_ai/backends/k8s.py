@@ -39,6 +39,8 @@ RULES = {
     "nodes": 'apiGroups [""], resources ["nodes"], verbs ["get"]',
     "pods": 'apiGroups [""], resources ["pods"], verbs ["list"]',
 }
+KNOWN_REASONS = ("Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "InternalError", "ServiceUnavailable",
+                 "Timeout", "BadRequest", "MethodNotAllowed", "NotAcceptable", "Expired")
 RBAC_HINT = ("Apply installer/assets/kubernetes/prtg-ai-rbac.yaml (ClusterRole prtg-ai-k8s-gpu bound to the "
              "agent's ServiceAccount).")
 
@@ -231,8 +233,8 @@ def _status_error(url: str, status: int, body: bytes, resource: str) -> ApiError
     reason = ""
     try:
         doc = json.loads(body[:65536])
-        if isinstance(doc, dict) and doc.get("kind") == "Status":
-            reason = str(doc.get("reason") or "")[:40]
+        if isinstance(doc, dict) and doc.get("kind") == "Status" and doc.get("reason") in KNOWN_REASONS:
+            reason = doc["reason"]  # only the API's own vocabulary: fetched text is never echoed
     except ValueError:
         pass
     if status == 401:
