@@ -213,3 +213,14 @@ def test_dcgm_faults_are_prtg_errors(sensor_run, make_ctx, tmp_path):
         missing = sensor_run("gpu", ["--source", "dcgm", "--dcgm-url", srv.url + "/metrics", "--gpu", "3"],
                              make_ctx(state_dir=tmp_path / "m"))
     assert missing.error and "Parameter --gpu" in missing.text and "lists GPU 0" in missing.text
+
+
+@pytest.mark.parametrize("case,scenario", [("l4_kops", L4_NVML), ("t4_datadog", T4_NVML)])
+def test_gpu_host_rollups_agree_with_nvml(case, scenario, two_sources):
+    nv, dc = two_sources(case, scenario, sensor="gpu_host")
+    a, b = channels(nv), channels(dc)
+    common = set(a) & set(b) - {"Execution Time"}
+    assert {"GPUs", "Total Power", "Max Temperature", "Total VRAM Used %", "GPU 0 Utilization"} <= common
+    for name in sorted(common):
+        assert b[name] == a[name], name
+    assert set(a) - set(b) == {"XID Errors"} and set(b) - set(a) == set()
