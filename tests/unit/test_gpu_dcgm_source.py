@@ -224,3 +224,41 @@ def test_gpu_host_rollups_agree_with_nvml(case, scenario, two_sources):
     for name in sorted(common):
         assert b[name] == a[name], name
     assert set(a) - set(b) == {"XID Errors"} and set(b) - set(a) == set()
+
+
+def test_limits_pstate_and_throttle_reasons_agree_with_nvml(two_sources):
+    """T4 on driver 470: power limit 70 W, P8, clock-event mask 1 (GPU idle), slowdown at 93 C."""
+    scenario = {"system": {}, "devices": [device(
+        "GPU-9ef1b6d0-3643-5dd7-b823-c0ec20dcf2d5", "Tesla T4", "00000000:00:1E.0",
+        **{"nvmlDeviceGetEnforcedPowerLimit": 70000, "nvmlDeviceGetPerformanceState": 8,
+           "nvmlDeviceGetCurrentClocksEventReasons": 1, "nvmlDeviceGetTemperatureThreshold:1": 93})]}
+    nv, dc = two_sources("t4_datadog_470", scenario)
+    a, b = channels(nv), channels(dc)
+    for name in ("Power Limit", "Performance State", "Throttle Reason", "GPU Health", "MIG Mode"):
+        assert b[name] == a[name], name
+    assert (b["Power Limit"], b["Performance State"]) == (70.0, 8)
+    assert "clocks limited by idle" in dc.text and "clocks limited by idle" in nv.text  # mask bit 0
+    assert "CUDA 12.1" in message(dc)  # DCGM_FI_CUDA_DRIVER_VERSION="12010"
+
+
+def test_field_mapping_and_units():
+    """The mapping table on a synthetic page: ECC, retired pages, legacy PCIe KB/s, newer names winning."""
+    from prtg_ai.backends import dcgm
+
+    labels = 'gpu="1",UUID="GPU-x",pci_bus_id="00000000:3B:00.0",modelName="NVIDIA A100-SXM4-80GB"'
+    rows = {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": 5, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": 1, "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": 50,
+            "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": 2, "DCGM_FI_DEV_RETIRED_SBE": 3, "DCGM_FI_DEV_RETIRED_DBE": 1,
+            "DCGM_FI_DEV_RETIRED_PENDING": 1, "DCGM_FI_DEV_PCIE_TX_THROUGHPUT": 2048,
+            "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": 1024, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS": 8,
+            "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": 4, "DCGM_FI_DEV_ENFORCED_POWER_LIMIT": 400,
+            "DCGM_FI_DEV_POWER_MGMT_LIMIT": 500, "DCGM_FI_PROF_SM_ACTIVE": 0.25, "DCGM_FI_DEV_FAN_SPEED": 30}
+    text = "".join(f"{k}{{{labels}}} {v}\n" for k, v in rows.items())
+    [gpu] = dcgm.parse(text).gpus
+    s = gpu.sample
+    assert (s.ecc_corrected_volatile, s.ecc_uncorrected_volatile) == (5, 1)
+    assert (s.ecc_corrected_aggregate, s.ecc_uncorrected_aggregate) == (50, 2)
+    assert s.retired_pages == 4 and s.retired_pending is True
+    assert (s.pcie_tx_kbs, s.pcie_rx_kbs) == (2048, 1024)  # the legacy field is KB/s already
+    assert s.clocks_event_reasons == 4  # the newer name wins over CLOCK_THROTTLE_REASONS
+    assert s.power_limit_mw == 400_000  # enforced beats the management limit
+    assert s.sm_activity == 25.0 and s.fan_speed == 30 and s.index == 1
