@@ -156,7 +156,13 @@ class K8sGpuSensor(Sensor):
                         "http://NODE:9400/metrics (or --source nvml on the node)")
             return
         self._notes: list[str] = []
-        devices = self._devices_dcgm() if source == "dcgm" else self._devices_nvml(gpu_pods)
+        try:
+            devices = self._devices_dcgm() if source == "dcgm" else self._devices_nvml(gpu_pods)
+        except SensorError as exc:
+            # The scheduler's numbers stand on their own: a missing utilisation source is a warning.
+            result.warning = True
+            result.note(f"Allocated but Idle GPUs unavailable: {exc.message()}")
+            return
         for note in self._notes:
             result.note(note)
         from prtg_ai.gpu_health import IDLE_HELD, idle_held_step

@@ -291,3 +291,12 @@ def test_an_http_client_cannot_choose_the_token_file():
         query_to_argv(K8sGpuSensor, [("api_url", "https://evil.example"), ("token_file", "/run/secrets/prtg-ai/token")])
     assert query_to_argv(K8sGpuSensor, [("node", "gpu-node-1"), ("source", "dcgm")]) == ["--node=gpu-node-1",
                                                                                        "--source=dcgm"]
+
+
+def test_an_unreachable_exporter_leaves_the_allocation_standing(api, k8s_run):
+    with FakeModelServer(page="") as gone:
+        url = gone.url
+    res = k8s_run(api, "--source", "dcgm", "--dcgm-url", url + "/metrics")
+    ch = channels(res)
+    assert not res.error and res.warning and ch["GPUs Requested"] == 6 and "Allocated but Idle GPUs" not in ch
+    assert "Allocated but Idle GPUs unavailable: Connection to" in message(res)
