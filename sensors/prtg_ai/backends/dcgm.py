@@ -117,7 +117,14 @@ class DcgmPage:
 
 def fetch(url: str, timeout: float, monotonic) -> str:
     """The exporter's page text (``http_metrics`` bounds size and time; no credentials are sent)."""
-    return http_metrics.fetch_text(url, timeout, None, monotonic, limit=MAX_PAGE_BYTES)
+    try:
+        return http_metrics.fetch_text(url, timeout, None, monotonic, limit=MAX_PAGE_BYTES)
+    except http_metrics.Unreachable as exc:
+        raise SensorError(exc.problem, "Is dcgm-exporter running on that node (GPU Operator: kubectl -n gpu-operator "
+                                       "get pods -l app=nvidia-dcgm-exporter) and is --dcgm-url its address, port "
+                                       "9400 by default?") from None
+    except SensorError as exc:
+        raise SensorError(exc.problem, "Is --dcgm-url dcgm-exporter's /metrics page?") from None
 
 
 def check_url(url: str | None, param: str = "dcgm_url") -> str:
