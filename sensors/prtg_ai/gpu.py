@@ -3,7 +3,8 @@ reasons, ECC and row remapping, XIDs, PCIe/NVLink traffic, processes, idle-but-h
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep of the GPU named by ``--gpu``),
 and XID lines from the kernel log through ``prtg_ai.backends.xid`` (``/dev/kmsg`` by
-default, or ``--xid-log FILE``). Keeps per-GPU samples (energy, PCIe/NVLink byte
+default, or ``--xid-log FILE``); or, with ``--source dcgm``, a dcgm-exporter page through
+``prtg_ai.gpu_sources`` (same channels, XIDs from DCGM). Keeps per-GPU samples (energy, PCIe/NVLink byte
 counters, idle-but-held stretch, XID cursor) in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py. No root, except that reading ``/dev/kmsg``

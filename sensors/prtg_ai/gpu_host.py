@@ -1,7 +1,8 @@
 """``gpu_host``: every NVIDIA GPU of a node at a glance (the roll-up no anchor ships).
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep per GPU) and XID lines from
-the kernel log through ``prtg_ai.backends.xid``. Keeps the previous GPU count, the
+the kernel log through ``prtg_ai.backends.xid``; or, with ``--source dcgm``, every GPU on a
+dcgm-exporter page (``prtg_ai.gpu_sources``). Keeps the previous GPU count, the
 XID cursor and each GPU's idle-but-held stretch in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py; root (or ``kernel.dmesg_restrict=0``) for
