@@ -165,6 +165,13 @@ class K8sGpuSensor(Sensor):
             return
         for note in self._notes:
             result.note(note)
+        running = {km.pod_name(p) for p, _ in gpu_pods}
+        strangers = sorted({pod for *_, pods in devices for pod in pods} - running)
+        if strangers:
+            # A GPU held by a pod the API does not place on this node: the exporter is another node's.
+            result.warning = True
+            result.note(f"The utilisation source names pod(s) not running on this node with GPUs "
+                        f"({', '.join(strangers[:3])}): is --dcgm-url this node's dcgm-exporter?")
         from prtg_ai.gpu_health import IDLE_HELD, idle_held_step
 
         window, idle_util = self.values["idle_window"], self.values["idle_util"]

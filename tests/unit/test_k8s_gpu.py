@@ -300,3 +300,10 @@ def test_an_unreachable_exporter_leaves_the_allocation_standing(api, k8s_run):
     ch = channels(res)
     assert not res.error and res.warning and ch["GPUs Requested"] == 6 and "Allocated but Idle GPUs" not in ch
     assert "Allocated but Idle GPUs unavailable: Connection to" in message(res)
+
+
+def test_another_nodes_exporter_is_flagged(api, k8s_run):
+    page = dcgm_node_page().replace('pod="notebook-7f9c"', 'pod="someone-else"')
+    with FakeModelServer(page=page) as exporter:
+        res = k8s_run(api, "--dcgm-url", exporter.url + "/metrics")
+    assert res.warning and "not running on this node with GPUs (ml/someone-else)" in message(res)
