@@ -3,7 +3,8 @@ reasons, ECC and row remapping, XIDs, PCIe/NVLink traffic, processes, idle-but-h
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep of the GPU named by ``--gpu``),
 and XID lines from the kernel log through ``prtg_ai.backends.xid`` (``/dev/kmsg`` by
-default, or ``--xid-log FILE``). Keeps per-GPU samples (energy, PCIe/NVLink byte
+default, or ``--xid-log FILE``); or, with ``--source dcgm``, a dcgm-exporter page through
+``prtg_ai.gpu_sources`` (same channels, XIDs from DCGM). Keeps per-GPU samples (energy, PCIe/NVLink byte
 counters, idle-but-held stretch, XID cursor) in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py. No root, except that reading ``/dev/kmsg``
@@ -19,9 +20,9 @@ whole-sensor error with a hint; a bad ``--gpu`` names the parameter.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
+from prtg_ai import gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
@@ -55,6 +56,7 @@ def gpu_params(single: bool) -> tuple[Param, ...]:
               default=None, metavar="FILE"),
         Param("xid_hold", "duration", "how long an XID keeps its severity and code on the channels",
               default=3600.0, minimum=0.0, maximum=7 * 86400.0, metavar="DURATION"),
+        *gpu_sources.PARAMS,
     )
     if not single:
         return common + (
@@ -142,10 +144,9 @@ class GpuSensor(Sensor):
     def run(self) -> SensorResult:
         selector = self.values["gpu"]
         nvml.parse_selector(selector)  # a malformed --gpu is a ConfigError even without a driver
-        with nvml.Nvml() as lib:
-            system = lib.system()
-            index, handle = lib.select(selector)
-            sample = lib.sweep(index, handle, gpm_window=self.values["activity_window"], sleep=time.sleep)
+        acq = gpu_sources.acquire_one(self, selector)
+        system, sample = acq.system, acq.samples[0]
+        self._acquired = acq
         now = self.ctx.now()
         result = SensorResult()
         store = StateStore(self.ctx.state_dir)
@@ -153,12 +154,14 @@ class GpuSensor(Sensor):
             if state.data.get("uuid") not in (None, sample.uuid):
                 result.note(f"--gpu {selector} is now {sample.uuid} (was {state.data['uuid']}): rates restart")
                 state.data = {}
-            view, cursor = collect_xids(self.ctx, self.values["xid_log"], state.data.get("xid_cursor"))
+            view, cursor = gpu_sources.xids(self.ctx, self.values, acq, state.data.get("xid_cursor"))
             self._build(result, sample, state.data, now, view)
             state.data["xid_cursor"] = cursor
             state.data.update(uuid=sample.uuid, t=now)
             for note in state.notes:
                 result.note(note)
+        for note in gpu_sources.notes(acq):
+            result.note(note)
         versions = ", ".join(f"{k} {v}" for k, v in (("driver", system.driver), ("CUDA", system.cuda)) if v)
         if versions:
             result.note(versions[0].upper() + versions[1:])
@@ -297,9 +300,9 @@ class GpuSensor(Sensor):
             add("idle_held", step.state)
             add("idle_held_minutes", round(step.held_seconds / 60.0, 2))
             if step.state == IDLE_HELD:
-                pids = ", ".join(str(p.pid) for p in (s.processes or [])[:8])
+                who = gpu_sources.holders(self.ctx, self._acquired, s)
                 result.note(f"Idle but held for {format_duration(round(step.held_seconds))}: VRAM is held"
-                            + (f" by PID {pids}" if pids else "") + " while the GPU does no work")
+                            + (f" by {who}" if who else "") + " while the GPU does no work")
             if s.processes is None:
                 result.note("Idle-but-held judged from VRAM in use (processes not visible)")
 

@@ -1,7 +1,8 @@
 """``gpu_host``: every NVIDIA GPU of a node at a glance (the roll-up no anchor ships).
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep per GPU) and XID lines from
-the kernel log through ``prtg_ai.backends.xid``. Keeps the previous GPU count, the
+the kernel log through ``prtg_ai.backends.xid``; or, with ``--source dcgm``, every GPU on a
+dcgm-exporter page (``prtg_ai.gpu_sources``). Keeps the previous GPU count, the
 XID cursor and each GPU's idle-but-held stretch in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py; root (or ``kernel.dmesg_restrict=0``) for
@@ -23,12 +24,12 @@ GPUs" and the worst health instead of failing the whole sensor.
 from __future__ import annotations
 
 import statistics
-import time
 
+from prtg_ai import gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.gpu import MAX_CHANNELS, collect_xids, held_codes, is_held, margin, permission_note
+from prtg_ai.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note
 from prtg_ai.gpu_health import (
     BIT_SW_POWER_CAP, HEALTH_LOST, IDLE_HELD, THR_POWER_CAP_SUSTAINED, health, idle_held_step, throttle_state,
     worst_xid,
@@ -47,26 +48,21 @@ class GpuHostSensor(Sensor):
     params = gpu_params(single=False)
 
     def run(self) -> SensorResult:
-        samples: list[nvml.GpuSample] = []
-        lost: list[tuple[int, str]] = []
-        with nvml.Nvml() as lib:
-            system = lib.system()
-            count = lib.count()
-            for index in range(count):
-                try:
-                    samples.append(lib.sweep(index, lib.handle_by_index(index), sleep=time.sleep))
-                except nvml.GpuLostError as exc:
-                    lost.append((index, exc.problem))
+        acq = gpu_sources.acquire_all(self)
+        system, count, samples, lost = acq.system, acq.count, acq.samples, acq.lost
+        self._acquired = acq
         now = self.ctx.now()
         result = SensorResult()
         store = StateStore(self.ctx.state_dir)
         with store.session(self.id, self.state_identity(), max_samples=1) as state:
-            view, cursor = collect_xids(self.ctx, self.values["xid_log"], state.data.get("xid_cursor"))
+            view, cursor = gpu_sources.xids(self.ctx, self.values, acq, state.data.get("xid_cursor"))
             self._build(result, count, samples, lost, state.data, now, view)
             state.data["xid_cursor"] = cursor
             state.data.update(count=count, t=now)
             for note in state.notes:
                 result.note(note)
+        for note in gpu_sources.notes(acq):
+            result.note(note)
         versions = ", ".join(f"{k} {v}" for k, v in (("driver", system.driver), ("CUDA", system.cuda),
                                                      ("NVML", system.nvml)) if v)
         if versions:
@@ -174,8 +170,12 @@ class GpuHostSensor(Sensor):
         if worst_reasons:
             result.note("; ".join(worst_reasons[:6]))
         if idle_held:
-            result.note(f"Idle but held (VRAM held, no work, for {window / 60:.0f} min): GPU "
-                        + ", ".join(map(str, idle_held)))
+            by_index = {s.index: s for s in samples}
+            named = []
+            for i in idle_held:
+                pods = gpu_sources.pods_of(self.ctx, self._acquired, by_index[i])
+                named.append(f"{i} ({', '.join(pods[:3])})" if pods else str(i))
+            result.note(f"Idle but held (VRAM held, no work, for {window / 60:.0f} min): GPU " + ", ".join(named))
         if throttled:
             result.note("Clocks held down on GPU " + ", ".join(map(str, throttled)))
         if any(s.mig_enabled for s in samples):

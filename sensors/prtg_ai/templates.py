@@ -9,6 +9,9 @@ staleness by a test:
 * ``prtgai_gpu_node_ssh_<N>gpu.odt``: the same sensors as SSH Script Advanced,
   running the ``.sh`` wrappers the installer puts in ``/var/prtg/scriptsxml``.
 * ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe.
+* ``prtgai_k8s_gpu_node.odt``: a Kubernetes GPU node ("Kubernetes GPU node"): ``k8s_gpu``
+  and ``gpu_host`` with ``--source dcgm``, both through the agent, reading the node's
+  dcgm-exporter (GPU Operator) instead of NVML.
 * ``prtgai_inference_server.odt``: ``inference`` through the agent on a model-serving
   node (vLLM / TGI / Triton on port 8000 of the same host), with adaptive baselines
   on queue depth and time to first token: "normal" depends on the model and the hour.
@@ -39,6 +42,11 @@ SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe an
 CHECKPOINT_PLACEHOLDER = "/checkpoints"  # the admin edits this per device
 MODEL_SERVER_URL = "http://127.0.0.1:8000"  # seen from the agent on the same node; edit per device
 INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
+# dcgm-exporter as the GPU Operator deploys it, seen from the agent: port 9400 on the node's
+# address. UNCONFIRMED that every installation reaches it there (it needs hostPort or
+# hostNetwork on the exporter); edit per device otherwise. PRTG fills %host, so the value is
+# left unencoded in the query.
+DCGM_EXPORTER_URL = "http://%host:9400/metrics"
 
 _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                           keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -125,6 +133,17 @@ def _inference_template() -> str:
     return _ODT.render(name="prtg-ai inference server (HTTP agent)", priority=1, sensors=sensors)
 
 
+def _k8s_template() -> str:
+    dcgm = f"source=dcgm&dcgm_url={DCGM_EXPORTER_URL}"
+    sensors = [{"id": "prtgai_k8s_gpu", "kind": HTTP_DATA_ADVANCED_KIND, "name": "Kubernetes GPU allocation",
+                "fields": [(HTTP_URL_FIELD, f"http://%host:{AGENT_PORT}/sensors/k8s_gpu?{dcgm}"),
+                           *_common("k8s_gpu", 4)]},
+               {"id": "prtgai_gpu_host_dcgm", "kind": HTTP_DATA_ADVANCED_KIND, "name": "GPU host (dcgm-exporter)",
+                "fields": [(HTTP_URL_FIELD, f"http://%host:{AGENT_PORT}/sensors/gpu_host?{dcgm}"),
+                           *_common("gpu_host", 3)]}]
+    return _ODT.render(name="prtg-ai Kubernetes GPU node (HTTP agent, dcgm-exporter)", priority=1, sensors=sensors)
+
+
 def render_templates() -> dict[str, str]:
     """File name -> text of every device template."""
     files = {}
@@ -133,4 +152,5 @@ def render_templates() -> dict[str, str]:
         files[f"prtgai_gpu_node_ssh_{n}gpu.odt"] = _ssh_template(n)
     files["prtgai_aws_gpu_account.odt"] = _aws_template()
     files["prtgai_inference_server.odt"] = _inference_template()
+    files["prtgai_k8s_gpu_node.odt"] = _k8s_template()
     return files

@@ -37,7 +37,7 @@ def creates(path: Path) -> list[ET.Element]:
 
 def test_every_family_and_size_is_committed():
     assert {p.name for p in ODT} == set(render_templates())
-    assert len(ODT) == 2 * len(GPU_COUNTS) + 2
+    assert len(ODT) == 2 * len(GPU_COUNTS) + 3
 
 
 def _check_args(sensor: str, argv: list[str]) -> None:
@@ -101,3 +101,17 @@ def test_inference_template_polls_the_agent_with_baselines():
     declared = (*registry.get("inference").params, BASELINE)
     resolve(declared, [f"--{k.replace('_', '-')}={v}" for k, v in pairs], {})
     assert [v for k, v in pairs if k == "baseline"] == ["Requests Waiting", "Time To First Token p95"]
+
+
+def test_k8s_template_reads_dcgm_exporter_through_the_agent():
+    items = creates(REPO / "device_templates" / "prtgai_k8s_gpu_node.odt")
+    seen = {}
+    for item in items:
+        url = urlsplit(item.find("createdata/httpurl").text)
+        assert url.port == AGENT_PORT and url.hostname == "%host"
+        sensor = url.path.rsplit("/", 1)[1]
+        pairs = parse_qsl(url.query)
+        assert dict(pairs)["source"] == "dcgm" and dict(pairs)["dcgm_url"] == "http://%host:9400/metrics"
+        _check_args(sensor, [f"--{k.replace('_', '-')}={v}" for k, v in pairs])
+        seen[sensor] = item.get("displayname")
+    assert set(seen) == {"k8s_gpu", "gpu_host"}

@@ -15,6 +15,7 @@ from support import REPO
 
 UNIT = REPO / "installer" / "assets" / "systemd" / "prtg-ai-agent.service"
 MANIFEST = REPO / "installer" / "assets" / "kubernetes" / "prtg-ai-agent-daemonset.yaml"
+RBAC = REPO / "installer" / "assets" / "kubernetes" / "prtg-ai-rbac.yaml"
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
@@ -90,7 +91,17 @@ def test_daemonset_manifest():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod.get("hostNetwork", False) is False
-    assert pod["automountServiceAccountToken"] is False
+    # The pod's token exists for k8s_gpu only, bound to a read-only role (get nodes, list pods).
+    rbac = {d["kind"]: d for d in yaml.safe_load_all(RBAC.read_text(encoding="utf-8")) if d}
+    assert set(rbac) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    assert pod["serviceAccountName"] == rbac["ServiceAccount"]["metadata"]["name"]
+    assert rbac["ServiceAccount"]["metadata"]["namespace"] == ds["metadata"]["namespace"]
+    rules = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"])) for r in rbac["ClusterRole"]["rules"])
+    assert rules == [(("",), ("nodes",), ("get",)), (("",), ("pods",), ("list",))]
+    binding = rbac["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == rbac["ClusterRole"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+                                    "namespace": ds["metadata"]["namespace"]}]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     [container] = pod["containers"]
     sc = container["securityContext"]
@@ -102,6 +113,8 @@ def test_daemonset_manifest():
     for probe in ("livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
         assert get["path"] == "/health" and get["port"] in (port["name"], port["containerPort"])
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     params = accepts(container["args"])
     assert params["listen"] == f"0.0.0.0:{port['containerPort']}"
     # The token file comes from the Secret, mounted read-only.

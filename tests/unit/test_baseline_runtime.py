@@ -88,6 +88,16 @@ def test_every_sensor_accepts_a_baseline(sensor, tmp_path, monkeypatch, make_ctx
         page = (TESTCASES / "inference" / "vllm" / "metrics.1.prom").read_text()
         with FakeModelServer(page=page) as srv:
             result = sensor_run(sensor, ["--url", srv.url, "--baseline", "Execution Time"], make_ctx())
+    elif sensor == "k8s_gpu":
+        import json
+
+        from fakes.kube_api import FakeKubeApi
+
+        cluster = json.loads((TESTCASES / "k8s_gpu" / "cluster.json").read_text())
+        (tmp_path / "token").write_text("t0ken-for-tests")
+        with FakeKubeApi(cluster["nodes"], cluster["pods"], token="t0ken-for-tests") as srv:
+            result = sensor_run(sensor, ["--node", "gpu-node-1", "--api-url", srv.url, "--token-file",
+                                         tmp_path / "token", "--baseline", "Execution Time"], make_ctx())
     else:
         assert sensor in SETUPS, f"add a minimal real setup for {sensor!r} here"
         ctx, args = SETUPS[sensor](tmp_path, monkeypatch, make_ctx)

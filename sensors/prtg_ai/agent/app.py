@@ -76,6 +76,12 @@ def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
     return False
 
 
+# Files holding credentials are the node administrator's choice (command line, wrapper), never
+# an HTTP client's: a client could otherwise make the agent read a secret the agent can read
+# (its own token file, a service-account token) and send it to a server the client names.
+CLIENT_REFUSED = frozenset({"token_file"})
+
+
 def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]], allowed_paths: tuple[str, ...] = ()) -> list[str]:
     """Map query pairs to ``--option=value`` argv for ``sensor_cls``; raise BadRequest on unknown names.
 
@@ -98,6 +104,9 @@ def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]], allowed_paths: t
             declared = ", ".join(p.name for p in (*sensor_cls.params, *RUNTIME_PARAMS))
             raise BadRequest(f"Unknown parameter {shown!r} for sensor {sensor_cls.id}. "
                              f"Its parameters are: {declared}.")
+        if param.name in CLIENT_REFUSED:
+            raise BadRequest(f"Parameter {param.name} cannot be set by an HTTP client: credential files are "
+                             "chosen by the node's administrator (in a pod, the defaults need none).")
         if param.kind == "flag" and value == "":
             value = "yes"  # ?flag alone means "on", as --flag does on the command line
         if param.kind == "path" and allowed_paths and not path_allowed(value, allowed_paths):

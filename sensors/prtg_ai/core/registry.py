@@ -19,6 +19,7 @@ SENSORS: dict[str, tuple[str, str]] = {
     "gpu_spend": ("prtg_ai.gpu_spend", "GpuSpendSensor"),
     "inference": ("prtg_ai.inference", "InferenceSensor"),
     "node_security": ("prtg_ai.node_security", "NodeSecuritySensor"),
+    "k8s_gpu": ("prtg_ai.k8s_gpu", "K8sGpuSensor"),
 }
 
 
