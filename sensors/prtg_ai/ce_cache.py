@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem
+from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem, read_state_bytes, secure_folder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,15 +67,14 @@ class SharedCache:
 
     def __init__(self, directory, identity: dict[str, Any]):
         # Strings: a scan answered from this cache never imports pathlib.
-        self.directory = os.fspath(directory)
+        self.directory = secure_folder(os.fspath(directory))[0] or os.fspath(directory)
         self.identity = identity
         self.path = os.path.join(self.directory, f"{instance_file_stem(SENSOR_ID, identity)}.json")
 
     def peek(self) -> dict[str, Any] | None:
         """The cached data, read without the lock (files are replaced atomically); None when absent or unusable."""
         try:
-            with open(self.path, "rb") as fh:
-                doc = json.loads(fh.read().decode("utf-8"))
+            doc = json.loads(read_state_bytes(self.path).decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             return None  # the locked refresh path sets a corrupt file aside and says so
         if (not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION
