@@ -263,7 +263,8 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     app = _agent_app(auth, folder, host, cache_ttl, hub, allow_paths, sensors, allow_urls, api_key_files)
     try:
         server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
-                             connection_limit=connection_limit, channel_timeout=channel_timeout)
+                             connection_limit=connection_limit, channel_timeout=channel_timeout,
+                             admit=lambda client: auth.check_address(client).allowed)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     methods = ", ".join(auth.methods) or "none"
