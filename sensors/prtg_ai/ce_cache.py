@@ -38,6 +38,10 @@ SENSOR_ID = "gpu_spend"
 # A refresh holds the lock across AWS calls (timeouts a few seconds each), so waiters get longer
 # than the state store's default before they give up and serve what is on disk.
 REFRESH_LOCK_TIMEOUT_S = 30.0
+# Cost Explorer requests per account and UTC day, over every query of every sensor on the
+# host ($0.40 a day at $0.01 each): what a day of hourly refreshes of one query needs, with room
+# for a few configurations; distinct agent parameters cannot buy more.
+CE_DAILY_REQUEST_CAP = 40
 # Clock steps back by more than this make cached data count as stale (refetched once).
 CLOCK_SKEW_S = 300.0
 # Environment that decides which credentials and endpoints boto3 uses: part of the
