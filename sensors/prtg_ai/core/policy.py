@@ -67,7 +67,7 @@ class ClientPolicy:
     def __init__(self, paths: Iterable[str] | None = (), allow_urls: Iterable[str] = (),
                  keys: Mapping[str, str] | None = None):
         self.paths = None if paths is None else tuple(paths)
-        networks, origins = [], []
+        networks, origins, keyed = [], [], []
         for spec in allow_urls:
             spec = spec.strip()
             origin = origin_of(spec) if "://" in spec else None
@@ -85,11 +85,11 @@ class ClientPolicy:
             if norm is None:
                 raise PolicyError(f"--api-key-file: {origin[:80]!r} is not an http(s)://host:port origin")
             self.keys[norm] = key
-            origins.append(norm)  # a server the operator gave a key for is a server it allows
-        if not networks and not origins:
+            keyed.append(norm)  # a server the operator gave a key for is a server it allows
+        if not networks and not origins:  # no --allow-url given (key origins do not count): loopback
             networks = [ipaddress.ip_network(n) for n in LOOPBACK_NETWORKS]
         self.networks = tuple(networks)
-        self.origins = frozenset(origins)
+        self.origins = frozenset(origins + keyed)
 
     def origin_allowed(self, origin: str) -> bool:
         return origin in self.origins
