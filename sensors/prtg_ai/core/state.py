@@ -108,8 +108,9 @@ def secure_folder(folder: str) -> tuple[str | None, str | None]:
                             f"private subfolder prtg-ai-{uid} is not private (not ours, a symlink, or open to others)")
         else:
             answer = (private, f"state folder {folder} is writable by other users; kept state in prtg-ai-{uid}")
-            log.warning("State folder %r is writable by other users or owned by another; using %r", folder, private)
-    _SECURED[folder] = answer
+    _SECURED[folder] = answer  # before logging: the log file's own set-up asks for this folder too
+    if answer[1]:
+        log.warning("State folder %r: %s", folder, answer[1])
     return answer
 
 
