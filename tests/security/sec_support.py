@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prtg_ai.agent.app import AgentApp
-from prtg_ai.agent.auth import Authenticator
+from prtg_ai.agent.auth import Authenticator, parse_networks
 from prtg_ai.agent.server import AgentServer
 from prtg_ai.prtg.validate import validate
 
@@ -42,7 +42,7 @@ class Agent:
 
     def __init__(self, tmp_path: Path, env: dict | None = None, allow=(), server_limits: dict | None = None,
                  **app_options):
-        self.auth = Authenticator(tokens=[TOKEN], allow=allow)
+        self.auth = Authenticator(tokens=[TOKEN], allow=parse_networks(allow))
         self.app = AgentApp(self.auth, tmp_path / "agent-state", env=env or {}, cache_ttl=0, **app_options)
         admit = (lambda host: self.auth.check_address(host).allowed) if allow else None
         self.server = AgentServer(self.app, "127.0.0.1", 0, admit=admit, **(server_limits or {}))

@@ -117,7 +117,12 @@ class ConnectionGuard:
 
     def take(self, host: str) -> bool:
         """Count a new connection from ``host``; False (and nothing counted) when it must be closed."""
-        if self.admit is not None and not self.admit(host):
+        try:
+            admitted = self.admit is None or bool(self.admit(host))
+        except Exception:  # a broken check must refuse the client, never stop the listener
+            log.exception("Admission check failed for a client")
+            admitted = False
+        if not admitted:
             with self._lock:
                 self.refused += 1
             return False
