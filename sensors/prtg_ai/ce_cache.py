@@ -42,6 +42,9 @@ REFRESH_LOCK_TIMEOUT_S = 30.0
 # host ($0.40 a day at $0.01 each): what a day of hourly refreshes of one query needs, with room
 # for a few configurations; distinct agent parameters cannot buy more.
 CE_DAILY_REQUEST_CAP = 40
+# What one refresh may send (GetCostAndUsage and, once a day, GetCostForecast): a refresh
+# starts only while this much of the cap is left, so the cap holds for every combination.
+CE_REQUESTS_PER_REFRESH = 2
 # Clock steps back by more than this make cached data count as stale (refetched once).
 CLOCK_SKEW_S = 300.0
 # Environment that decides which credentials and endpoints boto3 uses: part of the

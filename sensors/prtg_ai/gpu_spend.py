@@ -360,7 +360,7 @@ class GpuSpendSensor(Sensor):
             cap = SharedCache(self.ctx.state_path, {"kind": "ce_cap", "account": account})
             with cap.session() as capped:
                 used = ce_cache.requests_today(capped.data, today.isoformat())
-                if used >= ce_cache.CE_DAILY_REQUEST_CAP or not capped.writable:
+                if used + ce_cache.CE_REQUESTS_PER_REFRESH > ce_cache.CE_DAILY_REQUEST_CAP or not capped.writable:
                     return _Part(data or None, {"kind": "capped", "text": (
                         f"Cost Explorer was not queried: this account's daily cap of "
                         f"{ce_cache.CE_DAILY_REQUEST_CAP} requests ($0.01 each) is reached; it resets at 00:00 UTC.")})
