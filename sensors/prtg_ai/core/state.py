@@ -169,10 +169,13 @@ def set_aside(path: str) -> bool:
         return False
 
 
-def prune(folder: str, now: float, keep: str | None = None, limit: int = MAX_STATE_FILES,
-          expire_s: float = STATE_EXPIRE_S) -> int:
+def prune(folder: str, now: float, keep: str | None = None, limit: int | None = None,
+          expire_s: float | None = None) -> int:
     """Remove expired instance files, then the oldest beyond ``limit``; return how many were removed."""
     from prtg_ai.core.locking import FileLock, LockTimeout
+
+    limit = MAX_STATE_FILES if limit is None else limit
+    expire_s = STATE_EXPIRE_S if expire_s is None else expire_s
 
     try:
         with os.scandir(folder) as it:
