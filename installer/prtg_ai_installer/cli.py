@@ -23,7 +23,7 @@ _LABELS = {
 
 
 @click.command("install")
-@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False),
               help="PRTG program folder (core/probe; default: from the Windows registry, else the standard "
                    "folder) or the SSH target's /var/prtg.")
 @click.option("--role", "roles", multiple=True, required=True, metavar="ROLE", help=_ROLE_HELP)
@@ -77,7 +77,7 @@ def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, 
 
 
 @click.command("uninstall")
-@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False),
               help="The folder given to install (default as for install).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="Only these roles (default: everything installed).")
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
@@ -103,9 +103,9 @@ def _roles(values) -> tuple[str, ...]:
         raise click.BadParameter(str(exc), param_hint="--role") from None
 
 
-def _root(prtg_dir: Path | None, roles) -> Path:
+def _root(prtg_dir: str | None, roles) -> Path:
     if prtg_dir is not None:
-        if not str(prtg_dir).strip():
+        if not prtg_dir.strip():
             # Path("") is ".": an empty value would install into whatever folder the shell is in.
             raise click.BadParameter("is empty; give PRTG's program folder (or /var/prtg on an SSH target)",
                                      param_hint="--prtg-dir")
