@@ -15,6 +15,10 @@ Reads (all through ``backends.http_metrics``):
 Needs: HTTP access to the server; an API key for protected endpoints from
 ``--api-key`` or the environment (``PRTG_AI_INFERENCE_API_KEY``, ``OPENAI_API_KEY``),
 scrubbed from every output; a writable state folder for rates and the trend.
+
+Through the agent (``ctx.policy`` set), the URLs must lie inside ``--allow-url``,
+the key comes only from the agent's ``--api-key-file`` for that origin, every way
+a fetch can fail reads the same (no port scanner), and ``--process`` matches names.
 """
 
 from __future__ import annotations
