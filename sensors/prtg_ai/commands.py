@@ -283,7 +283,8 @@ def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths
     for spec in api_key_files:
         origin, sep, file = spec.rpartition("=")
         if not sep or not origin:
-            raise click.ClickException("--api-key-file takes ORIGIN=FILE, e.g. http://127.0.0.1:8000=/etc/prtg-ai/vllm.key")
+            raise click.ClickException("--api-key-file takes ORIGIN=FILE, "
+                                       "e.g. http://127.0.0.1:8000=/etc/prtg-ai/vllm.key")
         lines = _read_lines(file, "--api-key-file")
         if not lines:
             raise click.ClickException(f"--api-key-file {file}: the file holds no key")

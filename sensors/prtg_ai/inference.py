@@ -162,7 +162,9 @@ class InferenceSensor(Sensor):
         return url
 
     def _metrics_url(self, url: str) -> str:
-        return _checked_url("metrics_url", self.values["metrics_url"]) if self.values["metrics_url"] else url + "/metrics"
+        if self.values["metrics_url"]:
+            return _checked_url("metrics_url", self.values["metrics_url"])
+        return url + "/metrics"
 
     def _key(self, url: str) -> str | None:
         """The API key for ``url``: the parameter (or, in a script, its placeholders); an agent's own key file.

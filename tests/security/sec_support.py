@@ -1,4 +1,6 @@
-"""Shared parts of the attack suite (imported by the tests; ``conftest`` puts this folder on sys.path): the real agent in a thread, hostile loopback servers, a tally.
+"""Shared parts of the attack suite: the real agent in a thread, hostile loopback servers, a tally.
+
+Imported by the tests (``conftest`` puts this folder on sys.path).
 
 Every test in this folder reproduces one attack of issue 14 against real parts
 (the waitress agent on 127.0.0.1, loopback HTTP servers that record what they

@@ -44,7 +44,8 @@ def test_03_fifo_as_xid_log_does_not_block(agent, fifo, monkeypatch, tmp_path, s
     assert "neither a regular file" in result.message()
     # Legitimate: a real log file in the allowed folder is read.
     log = fifo.parent / "kern.log"
-    log.write_text("[ 12.5] NVRM: Xid (PCI:0000:18:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n")
+    log.write_text("[ 12.5] NVRM: Xid (PCI:0000:18:00): 79, pid='<unknown>', name=<unknown>, "
+                   "GPU has fallen off the bus.\n")
     doc, _ = a.sensor("gpu_host", {"xid_log": str(log)})
     assert ok(doc) and "neither" not in text_of(doc)
 

@@ -58,7 +58,8 @@ def strays(root: Path) -> list[str]:
     return [p.name for p in root.rglob("*") if any(t in p.name for t in (BACKUP_TAG, TEMP_TAG, TRASH_TAG))]
 
 
-@pytest.mark.parametrize("kill_at", [1, 6, 15])
+@pytest.mark.parametrize("kill_at", [pytest.param(1, marks=pytest.mark.slow), 6,
+                                     pytest.param(15, marks=pytest.mark.slow)])
 def test_13_killed_install_is_undone_and_uninstall_restores_the_tree(prtg, kill_at):
     before = tree_listing(prtg)
     attack()

@@ -48,7 +48,8 @@ def test_15a_unwritable_state_folder_is_told_to_prtg(tmp_path, ckpt):
 
 def test_15b_closed_stdout_gives_no_traceback(tmp_path, ckpt):
     attack()
-    proc = subprocess.run(["bash", "-c", f'"{sys.executable}" -m prtg_ai.cli run checkpoint_volume --path "{ckpt}" >&-'],
+    command = f'"{sys.executable}" -m prtg_ai.cli run checkpoint_volume --path "{ckpt}" >&-'
+    proc = subprocess.run(["bash", "-c", command],
                           capture_output=True, text=True, env=cli_env(tmp_path / "state"), timeout=60)
     leak_check(proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr)
 
