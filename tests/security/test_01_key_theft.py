@@ -71,3 +71,21 @@ def test_01_inference_is_opt_in(agent):
         leak_check(thief.seen == [], "inference ran although not served")
         doc, _ = a.sensor("checkpoint_volume", {"path": str(Path(__file__).parent)})
         assert ok(doc)
+
+
+def test_01_serve_rejects_unusable_destination_settings(tmp_path):
+    import subprocess
+    import sys
+
+    from support import cli_env
+
+    env = cli_env(tmp_path / "state")
+    for args, why in ((["--allow-url", "not-a-network"], "--allow-url"),
+                      (["--sensors", "gpu,no_such_sensor"], "--sensors"),
+                      (["--api-key-file", "nonsense"], "--api-key-file"),
+                      (["--api-key-file", f"ftp://x:1={tmp_path}/k"], "--api-key-file")):
+        (tmp_path / "k").write_text("key-0123456789\n")
+        proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", "serve", "--listen", "127.0.0.1:0", *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode != 0 and why in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
