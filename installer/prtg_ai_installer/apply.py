@@ -17,11 +17,18 @@ Rules, in the order they protect the user:
    restores the foreign files it had moved aside, and removes the folders it
    created when they are empty: the tree is then byte-identical to before the
    first install. A file the user changed is left where it is, and reported.
+5. A run killed half-way (power loss, ``kill -9``) is undone by the next run: each
+   change is written to a journal (``JOURNAL_NAME``) *before* it is made, and the
+   next install or uninstall first replays the journal backwards (``recover``),
+   removing the files it created, putting parked and backed-up files back and
+   deleting stray temp files. A file at one of our paths whose bytes are exactly
+   this release's counts as ours, never as a foreign file to back up.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +43,7 @@ from prtg_ai_installer.plan import Plan
 BACKUP_TAG = ".prtgai-backup-"
 TRASH_TAG = ".prtgai-trash-"
 TEMP_TAG = ".prtgai-tmp-"
+JOURNAL_NAME = MANIFEST_NAME + ".journal"
 
 
 class InstallError(Exception):
@@ -140,8 +148,10 @@ def preview_install(plan: Plan, root: Path, manifest: Manifest | None = None) ->
         current = sha256_file(target)
         if entry is not None and current == entry.sha256:
             steps.append(Step("unchanged" if current == op.sha256 else "update", op.path))
-        elif entry is not None and current == op.sha256:
-            steps.append(Step("unchanged", op.path, "the user's bytes equal this release's"))
+        elif current == op.sha256:
+            # Exactly this release's bytes (e.g. written by a run that was killed before it
+            # saved the manifest): ours, never a foreign file to back up and "restore" later.
+            steps.append(Step("unchanged", op.path, "the bytes equal this release's"))
         elif entry is not None:
             steps.append(Step("backup", op.path, "changed since prtg-ai wrote it"))
         else:
@@ -183,6 +193,7 @@ def install(plan: Plan, root: Path, fs: FileSystem | None = None,
         InstallError: nothing was changed (or every change was undone).
     """
     fs = fs or FileSystem()
+    recover(root)
     manifest = load(root)
     steps = preview_install(plan, root, manifest)
     run = _Run(root, fs, now)
@@ -225,6 +236,7 @@ def uninstall(root: Path, roles: Iterable[str] | None = None, fs: FileSystem | N
     """Remove what the manifest lists (for ``roles``, default all); all or nothing."""
     fs = fs or FileSystem()
     roles = tuple(roles) if roles is not None else None
+    recover(root)
     manifest = load(root)
     steps = preview_uninstall(root, roles)
     run = _Run(root, fs, time.time)
@@ -260,6 +272,12 @@ class _Run:
         self.trash: list[Path] = []
         self.dropped_dirs: list[Path] = []  # removed at commit, deepest first
         self.where = "start"
+        self.journal: list[dict] = []
+
+    def note(self, **action) -> None:
+        """Record ``action`` in the on-disk journal before it is carried out (crash recovery)."""
+        self.journal.append(action)
+        _write_journal(self.root, {"pid": os.getpid(), "committed": False, "actions": self.journal})
 
     def path(self, rel: str) -> Path:
         return resolve_target(self.root, rel)
@@ -267,12 +285,17 @@ class _Run:
     def mkdir(self, rel: str) -> None:
         self.where = rel
         target = resolve_target(self.root, rel, is_file=False)
+        self.note(do="mkdir", path=rel)
         self.fs.mkdir(target)
         self.undo.append(lambda: target.rmdir())
 
     def write(self, rel: str, data: bytes, executable: bool) -> None:
         self.where = rel
         target = self.path(rel)
+        import hashlib
+
+        self.note(do="create", path=rel, sha256=hashlib.sha256(data).hexdigest(),
+                  temp=target.with_name(f"{target.name}{TEMP_TAG}{os.getpid()}").name)
         self.fs.write(target, data, executable)
         self.undo.append(lambda: target.unlink())
 
@@ -281,6 +304,7 @@ class _Run:
         self.where = rel
         target = self.path(rel)
         parked = _free_name(target, f"{TRASH_TAG}{os.getpid()}")
+        self.note(do="park", path=rel, to=parked.relative_to(self.root).as_posix())
         self.fs.move(target, parked)
         self.trash.append(parked)
         self.undo.append(lambda: os.replace(parked, target))
@@ -291,6 +315,7 @@ class _Run:
         digest = sha256_file(target)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.now()))
         saved = _free_name(target, f"{BACKUP_TAG}{stamp}")
+        self.note(do="park", path=rel, to=saved.relative_to(self.root).as_posix())
         self.fs.move(target, saved)
         self.undo.append(lambda: os.replace(saved, target))
         return Backup(saved.relative_to(self.root).as_posix(), digest, origin)
@@ -302,6 +327,7 @@ class _Run:
         # restore: step.path is the backup, step.detail the original path
         self.where = step.path
         saved, target = self.path(step.path), self.path(step.detail)
+        self.note(do="restore", path=step.path, to=step.detail)
         self.fs.move(saved, target)
         self.undo.append(lambda: os.replace(target, saved))
 
@@ -342,8 +368,13 @@ class _Run:
         self.undo.clear()
         self.trash.clear()
         self.dropped_dirs.clear()
+        _drop_journal(self.root)
 
     def commit(self) -> None:
+        if self.journal:
+            _write_journal(self.root, {"pid": os.getpid(), "committed": True, "actions": self.journal,
+                                       "trash": [p.relative_to(self.root).as_posix() for p in self.trash],
+                                       "dirs": [p.relative_to(self.root).as_posix() for p in self.dropped_dirs]})
         for parked in self.trash:
             _quiet_unlink(parked)
         for folder in self.dropped_dirs:
@@ -353,6 +384,7 @@ class _Run:
                 pass  # something appeared in it meanwhile: it is the user's now
         self.trash.clear()
         self.dropped_dirs.clear()
+        _drop_journal(self.root)
 
 
 def _removal_steps(root: Path, entry: Entry) -> list[Step]:
@@ -369,6 +401,10 @@ def _removal_steps(root: Path, entry: Entry) -> list[Step]:
         steps.append(Step("keep", entry.path, "changed since prtg-ai wrote it: left in place for you"))
     for backup in entry.backups:
         saved = resolve_target(root, backup.path)
+        if backup.sha256 == entry.sha256 and saved.is_file() and sha256_file(saved) == backup.sha256:
+            # A "backup" of prtg-ai's own bytes (an older release's re-run after a crash): ours to remove.
+            steps.append(Step("remove", backup.path, "a copy of prtg-ai's own file"))
+            continue
         if backup.origin == FOREIGN and freed and saved.is_file() and sha256_file(saved) == backup.sha256:
             steps.append(Step("restore", backup.path, entry.path))
             freed = False  # one restore per path
@@ -441,5 +477,94 @@ def _quiet_unlink(path: Path) -> None:
         pass
 
 
+def _write_journal(root: Path, doc: dict) -> None:
+    path = root / JOURNAL_NAME
+    temp = path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
+    with open(temp, "wb") as fh:
+        fh.write(json.dumps(doc).encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temp, path)
+
+
+def _drop_journal(root: Path) -> None:
+    _quiet_unlink(root / JOURNAL_NAME)
+
+
+def recover(root: Path) -> list[str]:
+    """Undo a run that was killed half-way, from its journal; return what was done (for the log).
+
+    Each journalled action is checked against the tree before it is undone (it may
+    not have happened): a created file is removed only while it still has the bytes
+    that run wrote, a parked or backed-up file is moved back only where its place
+    is free. A committed run only had its trash left to delete. Stray temp files of
+    that run go too. Nothing is done without a journal.
+    """
+    path = root / JOURNAL_NAME
+    try:
+        doc = json.loads(path.read_bytes())
+        actions = doc["actions"]
+        pid = int(doc.get("pid", 0))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError):
+        _quiet_unlink(path)
+        return ["dropped an unreadable install journal"]
+    done: list[str] = []
+
+    def target(rel) -> Path | None:
+        try:
+            return resolve_target(root, str(rel), is_file=False)
+        except (InstallError, ValueError, OSError):
+            return None  # a journal naming an unsafe path is ignored, never followed
+
+    if doc.get("committed"):
+        for rel in doc.get("trash", []):
+            t = target(rel)
+            if t is not None and os.path.isfile(t) and not os.path.islink(t):
+                _quiet_unlink(t)
+                done.append(f"deleted {rel}")
+        for rel in doc.get("dirs", []):
+            t = target(rel)
+            if t is not None:
+                try:
+                    t.rmdir()
+                except OSError:
+                    pass
+    else:
+        for action in reversed([a for a in actions if isinstance(a, dict)]):
+            kind, t = action.get("do"), target(action.get("path", ""))
+            if t is None:
+                continue
+            if kind == "create":
+                temp = t.with_name(str(action.get("temp", "")))
+                if TEMP_TAG in temp.name and os.path.lexists(temp) and not temp.is_symlink():
+                    _quiet_unlink(temp)
+                    done.append(f"deleted {temp.name}")
+                if t.is_file() and not t.is_symlink() and sha256_file(t) == action.get("sha256"):
+                    _quiet_unlink(t)
+                    done.append(f"removed {action['path']}")
+            elif kind == "park":
+                moved = target(action.get("to", ""))
+                if moved is not None and os.path.lexists(moved) and not os.path.lexists(t):
+                    os.replace(moved, t)
+                    done.append(f"put back {action['path']}")
+            elif kind == "restore":
+                back = target(action.get("to", ""))
+                if back is not None and os.path.lexists(back) and not os.path.lexists(t):
+                    os.replace(back, t)
+                    done.append(f"moved back {action['path']}")
+            elif kind == "mkdir":
+                try:
+                    t.rmdir()
+                    done.append(f"removed folder {action['path']}")
+                except OSError:
+                    pass  # not empty: something of the user's is in it
+    stray = root / f"{JOURNAL_NAME}{TEMP_TAG}{pid}"
+    _quiet_unlink(stray)
+    _quiet_unlink(path)
+    return done
+
+
 __all__ = ["FileSystem", "InstallError", "ManifestError", "Step", "UnsafePath", "check_relative",
-           "install", "preview_install", "preview_uninstall", "resolve_target", "uninstall"]
+           "install", "preview_install", "preview_uninstall", "recover", "resolve_target", "uninstall"]

@@ -23,7 +23,7 @@ _LABELS = {
 
 
 @click.command("install")
-@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False),
               help="PRTG program folder (core/probe; default: from the Windows registry, else the standard "
                    "folder) or the SSH target's /var/prtg.")
 @click.option("--role", "roles", multiple=True, required=True, metavar="ROLE", help=_ROLE_HELP)
@@ -37,7 +37,8 @@ _LABELS = {
               help="PRTG API key for --reload-lookups (or the PRTG_API_TOKEN environment variable).")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), help="CA bundle for the core's TLS certificate.")
 @click.option("--insecure", is_flag=True, help="Do not verify the core's TLS certificate (not recommended).")
-def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, insecure) -> None:
+@click.option("--force", is_flag=True, help="Install into --prtg-dir even if it does not look like a PRTG folder.")
+def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, insecure, force) -> None:
     """Place lookups, device templates and script wrappers into PRTG's folders.
 
     Re-running is safe: unchanged files stay untouched, and a file that someone else
@@ -62,6 +63,8 @@ def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, 
         click.echo(f"note: the probe's .cmd wrappers will run {python}; on a Windows probe pass --python "
                    "with the probe's interpreter path.", err=True)
     _ensure_root(root, role_list, dry_run)
+    if prtg_dir is not None and not force:
+        _looks_like_prtg(root, role_list)
     click.echo(f"prtg-ai install ({', '.join(role_list)}) into {root}")
     click.echo(f"wrappers run: {python}")
     try:
@@ -74,7 +77,7 @@ def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, 
 
 
 @click.command("uninstall")
-@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--prtg-dir", "prtg_dir", type=click.Path(file_okay=False),
               help="The folder given to install (default as for install).")
 @click.option("--role", "roles", multiple=True, metavar="ROLE", help="Only these roles (default: everything installed).")
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
@@ -100,8 +103,12 @@ def _roles(values) -> tuple[str, ...]:
         raise click.BadParameter(str(exc), param_hint="--role") from None
 
 
-def _root(prtg_dir: Path | None, roles) -> Path:
+def _root(prtg_dir: str | None, roles) -> Path:
     if prtg_dir is not None:
+        if not prtg_dir.strip():
+            # Path("") is ".": an empty value would install into whatever folder the shell is in.
+            raise click.BadParameter("is empty; give PRTG's program folder (or /var/prtg on an SSH target)",
+                                     param_hint="--prtg-dir")
         return Path(os.path.abspath(prtg_dir))
     found = layout.default_root(roles)
     if found is None:
@@ -119,6 +126,33 @@ def _ensure_root(root: Path, roles, dry_run: bool) -> None:
             click.echo(f"created {root} (left in place by uninstall)")
         return
     raise click.ClickException(f"{root} is not a folder: is PRTG installed there? Pass --prtg-dir")
+
+
+# What a PRTG tree has (any one is enough): the core's and probe's program folders carry
+# "Custom Sensors", "lookups" or "devicetemplates" and their executables; an SSH target's
+# /var/prtg carries scripts or scriptsxml (and is named prtg). An empty folder (a fresh node) and a folder with our
+# manifest (a re-install) are fine too.
+PRTG_MARKERS = ("Custom Sensors", "lookups", "devicetemplates", "PRTG Probe.exe", "PRTG Server.exe", "scriptsxml",
+                "scripts")
+
+
+def _looks_like_prtg(root: Path, roles) -> None:
+    """Refuse a --prtg-dir that is not a PRTG tree (``/``, a home folder, a typo); --force overrides."""
+    if not root.is_dir():
+        return  # a dry run of a fresh SSH target: nothing there to harm
+    if (root / apply.MANIFEST_NAME).is_file() or any((root / m).exists() for m in PRTG_MARKERS):
+        return
+    if "ssh-target" in roles and root.name.lower() == "prtg":
+        return  # /var/prtg on a node PRTG has not used yet
+    try:
+        empty = not any(root.iterdir())
+    except OSError:
+        empty = False
+    if empty:
+        return
+    raise click.ClickException(
+        f"{root} does not look like a PRTG folder (none of {', '.join(PRTG_MARKERS)} is in it). "
+        f"Check --prtg-dir, or pass --force to install there anyway.")
 
 
 def _report(root: Path, steps, dry_run: bool) -> None:

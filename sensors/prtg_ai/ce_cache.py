@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem
+from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem, read_state_bytes, secure_folder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,6 +38,13 @@ SENSOR_ID = "gpu_spend"
 # A refresh holds the lock across AWS calls (timeouts a few seconds each), so waiters get longer
 # than the state store's default before they give up and serve what is on disk.
 REFRESH_LOCK_TIMEOUT_S = 30.0
+# Cost Explorer requests per account and UTC day, over every query of every sensor on the
+# host ($0.40 a day at $0.01 each): what a day of hourly refreshes of one query needs, with room
+# for a few configurations; distinct agent parameters cannot buy more.
+CE_DAILY_REQUEST_CAP = 40
+# What one refresh may send (GetCostAndUsage and, once a day, GetCostForecast): a refresh
+# starts only while this much of the cap is left, so the cap holds for every combination.
+CE_REQUESTS_PER_REFRESH = 2
 # Clock steps back by more than this make cached data count as stale (refetched once).
 CLOCK_SKEW_S = 300.0
 # Environment that decides which credentials and endpoints boto3 uses: part of the
@@ -67,15 +74,14 @@ class SharedCache:
 
     def __init__(self, directory, identity: dict[str, Any]):
         # Strings: a scan answered from this cache never imports pathlib.
-        self.directory = os.fspath(directory)
+        self.directory = secure_folder(os.fspath(directory))[0] or os.fspath(directory)
         self.identity = identity
         self.path = os.path.join(self.directory, f"{instance_file_stem(SENSOR_ID, identity)}.json")
 
     def peek(self) -> dict[str, Any] | None:
         """The cached data, read without the lock (files are replaced atomically); None when absent or unusable."""
         try:
-            with open(self.path, "rb") as fh:
-                doc = json.loads(fh.read().decode("utf-8"))
+            doc = json.loads(read_state_bytes(self.path).decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             return None  # the locked refresh path sets a corrupt file aside and says so
         if (not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION

@@ -16,6 +16,8 @@ larger than one save (manual cleanup) restarts the trend.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from prtg_ai.backends import disk
@@ -68,18 +70,17 @@ class CheckpointVolumeSensor(Sensor):
         budget: float = self.values["scan_budget"]
         patterns: list[str] = self.values["pattern"]
 
-        disk.check_folder(path)
-        usage = disk.fs_usage(path)
-        scan = disk.scan_top_level(path, patterns, budget, self.ctx.monotonic)
-        newest = max(scan.entries, key=lambda e: (e.mtime, e.name), default=None)
-        newest_size, size_complete = None, True
-        if newest is not None:
-            if newest.is_dir:
-                remaining = max(0.05, budget - scan.elapsed)
-                newest_size, size_complete = disk.tree_size(path / newest.name, remaining,
-                                                            monotonic=self.ctx.monotonic)
-            else:
-                newest_size = newest.size
+        policy = self.ctx.policy
+        if policy is not None and policy.paths is not None and hasattr(os, "fstatvfs") and os.scandir in os.supports_fd:
+            # An agent client's folder: read through one descriptor, checked after opening.
+            fd = disk.open_folder(path, policy.paths)
+            try:
+                usage, scan, newest, newest_size, size_complete = self._read(fd, patterns, budget)
+            finally:
+                os.close(fd)
+        else:
+            disk.check_folder(path)
+            usage, scan, newest, newest_size, size_complete = self._read(path, patterns, budget)
 
         result = SensorResult()
         store = StateStore(self.ctx.state_dir)
@@ -98,6 +99,25 @@ class CheckpointVolumeSensor(Sensor):
         if not scan.complete:
             result.note(f"Folder listing stopped after {scan.seen} entries (scan budget {budget:g}s); counts are partial")
         return result
+
+    def _read(self, where, patterns: list[str], budget: float):
+        """Capacity, the matching entries and the newest one's size, from a path or an open folder."""
+        usage = disk.fs_usage(where)
+        scan = disk.scan_top_level(where, patterns, budget, self.ctx.monotonic)
+        newest = max(scan.entries, key=lambda e: (e.mtime, e.name), default=None)
+        newest_size, size_complete = None, True
+        if newest is not None:
+            if newest.is_dir:
+                remaining = max(0.05, budget - scan.elapsed)
+                if isinstance(where, int):
+                    newest_size, size_complete = disk.tree_size_at(where, newest.name, remaining,
+                                                                   monotonic=self.ctx.monotonic)
+                else:
+                    newest_size, size_complete = disk.tree_size(where / newest.name, remaining,
+                                                                monotonic=self.ctx.monotonic)
+            else:
+                newest_size = newest.size
+        return usage, scan, newest, newest_size, size_complete
 
     # -- trend -----------------------------------------------------------
     def _update_trend(self, state, now: float, usage: disk.FsUsage, window: float,

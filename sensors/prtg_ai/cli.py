@@ -81,6 +81,8 @@ def run_command(args: list[str]) -> int:
 
 
 def _write(text: str) -> None:
+    if sys.stdout is None:  # started with stdout closed (>&-): nobody to tell, and no traceback either
+        return
     data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
     stream = getattr(sys.stdout, "buffer", None)
     try:

@@ -200,8 +200,18 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
 @click.option("--allow", "allow", multiple=True, metavar="CIDR",
               help="Only answer clients in this network (e.g. the PRTG probe's address); repeatable.")
 @click.option("--allow-path", "allow_paths", multiple=True, type=click.Path(exists=True, file_okay=False),
-              metavar="DIR", help="Only serve path parameters (e.g. checkpoint_volume's path) under this folder; "
-                                  "repeatable. Default: any folder the agent's user can read.")
+              metavar="DIR", help="Only serve path parameters (checkpoint_volume's path, xid_log) under this "
+                                  "folder; repeatable. Default: none on a network listener, any on 127.0.0.1.")
+@click.option("--sensors", "sensors", multiple=True, envvar="PRTG_AI_SENSORS", metavar="LIST",
+              help="Sensors this agent serves (comma-separated or repeated). Default: the node-local ones "
+                   "(gpu, gpu_host, east_west, checkpoint_volume); inference and gpu_spend are opt-in.")
+@click.option("--allow-url", "allow_urls", multiple=True, metavar="CIDR|ORIGIN",
+              help="Where client-chosen URLs (inference's url, metrics_url) may point: a CIDR network or "
+                   "http(s)://host:port; repeatable. Default: loopback only. Link-local and cloud-metadata "
+                   "addresses are always refused.")
+@click.option("--api-key-file", "api_key_files", multiple=True, metavar="ORIGIN=FILE",
+              help="Send the key in FILE to the model server at ORIGIN (http(s)://host:port) only; repeatable. "
+                   "Keys in the agent's environment are never sent to a client-chosen URL.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback listener without authentication.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.")
@@ -217,7 +227,9 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
 @click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
               help="Seconds before an idle or stalled connection is closed.")
 def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basic: tuple[str, ...],
-              allow: tuple[str, ...], allow_paths: tuple[str, ...], insecure: bool, tls_cert: str | None, tls_key: str | None,
+              allow: tuple[str, ...], allow_paths: tuple[str, ...], sensors: tuple[str, ...],
+              allow_urls: tuple[str, ...], api_key_files: tuple[str, ...], insecure: bool, tls_cert: str | None,
+              tls_key: str | None,
               state_dir: str | None, cache_ttl: float, threads: int, connection_limit: int,
               channel_timeout: int) -> None:
     """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
@@ -227,7 +239,6 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     Authenticate with --token / --basic-auth, restrict clients with --allow,
     and add --tls-cert/--tls-key for HTTPS.
     """
-    from prtg_ai.agent.app import AgentApp
     from prtg_ai.agent.auth import AuthConfigError, Authenticator, check_listen_policy, parse_basic, parse_networks
     from prtg_ai.agent.cache import SharedResources, activate
     from prtg_ai.agent.server import AgentServer, parse_listen, serve, tls_context
@@ -261,15 +272,43 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
         click.echo(f"warning: {warning}", err=True)
     hub = SharedResources()
     activate(hub)
-    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=allow_paths)
+    app = _agent_app(auth, folder, host, cache_ttl, hub, allow_paths, sensors, allow_urls, api_key_files)
     try:
         server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
-                             connection_limit=connection_limit, channel_timeout=channel_timeout)
+                             connection_limit=connection_limit, channel_timeout=channel_timeout,
+                             admit=lambda client: auth.check_address(client).allowed)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     methods = ", ".join(auth.methods) or "none"
     sys.exit(serve(server, announce=lambda m: click.echo(
         f"{m} (auth: {methods})" if "listening" in m else m)))
+
+
+def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths: tuple[str, ...],
+               sensors: tuple[str, ...], allow_urls: tuple[str, ...], api_key_files: tuple[str, ...]):
+    """Build the agent's app with its client policy (what a token holder's parameters may reach)."""
+    from prtg_ai.agent.app import AgentApp
+    from prtg_ai.agent.auth import is_loopback_host
+    from prtg_ai.core.policy import PolicyError
+
+    keys = {}
+    for spec in api_key_files:
+        origin, sep, file = spec.rpartition("=")
+        if not sep or not origin:
+            raise click.ClickException("--api-key-file takes ORIGIN=FILE, "
+                                       "e.g. http://127.0.0.1:8000=/etc/prtg-ai/vllm.key")
+        lines = _read_lines(file, "--api-key-file")
+        if not lines:
+            raise click.ClickException(f"--api-key-file {file}: the file holds no key")
+        keys[origin] = lines[0]
+        auth.scrubber.register(lines[0])
+    # Path parameters: nothing on a network listener unless --allow-path names folders.
+    paths = allow_paths if allow_paths or not is_loopback_host(host) else None
+    try:
+        return AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=paths,
+                        sensors=sensors or None, allow_urls=allow_urls, api_keys=keys)
+    except (PolicyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("push")

@@ -90,7 +90,8 @@ def collect_xids(ctx, path: Path | None, cursor: dict | None) -> tuple[XidView, 
         if not sys.platform.startswith("linux"):
             return XidView(False, "none", "XIDs are read from the Linux kernel log; this host is not Linux"), cursor
         path = xid.KMSG
-    read = xid.read_log(Path(path))
+    policy = getattr(ctx, "policy", None)
+    read = xid.read_log(Path(path), policy.paths if policy is not None else None)
     if read.text is None:
         return XidView(False, read.source, read.problem), cursor
     events = xid.parse(read.text)

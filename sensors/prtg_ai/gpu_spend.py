@@ -53,6 +53,7 @@ MAX_CATALOG_ENTRIES = 400
 METRIC_PERIOD_S = 300           # CPUUtilization basic monitoring is 5-minutely
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _FAMILY = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+MAX_CLIENT_REGIONS = 8
 _SOURCE_TEXT = {sm.PROJECTION_FORECAST: "Cost Explorer forecast",
                 sm.PROJECTION_DAILY: "sensor projection from the daily average",
                 sm.PROJECTION_BURN: "sensor projection from the burn rate"}
@@ -121,9 +122,13 @@ class GpuSpendSensor(Sensor):
             if not _REGION.match(r):
                 raise ConfigError("region", f"{r!r} is not an AWS region name such as us-east-1")
         families = _split(v.get("family")) or list(sm.GPU_FAMILIES)
+        client = self.ctx.policy is not None
         for f in families:
-            if not _FAMILY.match(f):
-                raise ConfigError("family", f"{f!r} is not an instance family such as p5 or g6e")
+            if not _FAMILY.match(f) or (client and f not in sm.GPU_FAMILIES):
+                # Through the agent only the known GPU families: each other value would be a new cost query.
+                raise ConfigError("family", f"{f[:30]!r} is not a GPU instance family such as p5 or g6e")
+        if client and len(regions) > MAX_CLIENT_REGIONS:
+            raise ConfigError("region", f"through the agent at most {MAX_CLIENT_REGIONS} regions per sensor")
         profile = (v.get("profile") or "").strip() or None
         return _Config(
             regions=sorted(set(regions)), families=sorted(set(families)), profile=profile,
@@ -339,8 +344,6 @@ class GpuSpendSensor(Sensor):
     def _refresh_cost(self, session, cache: SharedCache, account: str, cfg: _Config, now: float,
                       notes: list[str]) -> _Part:
         """Refresh Cost Explorer data under the cost cache's lock; count every request made."""
-        from prtg_ai.backends.aws import AwsError
-
         with cache.session() as state:
             notes.extend(state.notes)
             data = state.data
@@ -352,42 +355,60 @@ class GpuSpendSensor(Sensor):
             if data and not self._due(data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now):
                 return _Part(data)  # another sensor refreshed the shared cache while this one waited
             today = sm.utc_day(now)
-            daily = data.get("daily") or {}
-            start, end = sm.query_window(today, daily)
-            before = session.sent("ce")
-            error = None
-            try:
-                fetched = sm.parse_daily(session.cost_and_usage(start, end, cfg.families, sm.COST_METRIC))
-                data["daily"] = sm.merge_daily(daily, fetched, today)
-                data["fetched_at"] = now
-                data["queried"] = [start.isoformat(), end.isoformat()]
-                if (data.get("forecast") or {}).get("day") != today.isoformat():
-                    # Once a day: the forecast moves slowly and costs another $0.01.
-                    try:
-                        usd = session.cost_forecast(today, sm.next_month_start(today), cfg.families,
-                                                    sm.FORECAST_METRIC)
-                        data["forecast"] = {"day": today.isoformat(), "usd": usd}
-                    except AwsError as exc:
-                        if not exc.transient:
-                            raise
-                        notes.append(f"{exc.problem} The projection is the sensor's own until the next refresh.")
-                try:
-                    data["budgets"] = sm.compact_budgets(session.budgets(account))
-                    data.pop("budgets_problem", None)
-                except AwsError as exc:
-                    data["budgets_problem"] = exc.message()  # optional: reported only when a budget is asked for
-                ce_cache.clear_failure(data)
-            except AwsError as exc:
-                self.log.warning("Cost Explorer refresh failed (%s): %s", exc.kind, exc.message())
-                ce_cache.record_failure(data, now, exc.kind, exc.message())
-                error = exc
-            except ValueError as exc:  # a non-USD or malformed amount
-                self.log.warning("Cost Explorer answer unusable: %s", exc)
-                ce_cache.record_failure(data, now, "failed", f"Cost Explorer answer unusable: {exc}.")
-                error = data["failure"]
-            finally:
-                ce_cache.count_requests(data, today.isoformat(), session.sent("ce") - before)
+            # One cap per account and UTC day over every query (families, refresh interval):
+            # distinct parameters open distinct cost caches, never more Cost Explorer spend.
+            cap = SharedCache(self.ctx.state_path, {"kind": "ce_cap", "account": account})
+            with cap.session() as capped:
+                used = ce_cache.requests_today(capped.data, today.isoformat())
+                if used + ce_cache.CE_REQUESTS_PER_REFRESH > ce_cache.CE_DAILY_REQUEST_CAP or not capped.writable:
+                    return _Part(data or None, {"kind": "capped", "text": (
+                        f"Cost Explorer was not queried: this account's daily cap of "
+                        f"{ce_cache.CE_DAILY_REQUEST_CAP} requests ($0.01 each) is reached; it resets at 00:00 UTC.")})
+                error, sent = self._query_cost(session, data, cfg, account, today, now, notes)
+                ce_cache.count_requests(capped.data, today.isoformat(), sent)
             return _Part(data, error)
+
+    def _query_cost(self, session, data: dict, cfg: _Config, account: str, today, now: float,
+                    notes: list[str]):
+        """Ask Cost Explorer (and Budgets) once; return the error (or None) and the requests sent."""
+        from prtg_ai.backends.aws import AwsError
+
+        daily = data.get("daily") or {}
+        start, end = sm.query_window(today, daily)
+        before = session.sent("ce")
+        error = None
+        try:
+            fetched = sm.parse_daily(session.cost_and_usage(start, end, cfg.families, sm.COST_METRIC))
+            data["daily"] = sm.merge_daily(daily, fetched, today)
+            data["fetched_at"] = now
+            data["queried"] = [start.isoformat(), end.isoformat()]
+            if (data.get("forecast") or {}).get("day") != today.isoformat():
+                # Once a day: the forecast moves slowly and costs another $0.01.
+                try:
+                    usd = session.cost_forecast(today, sm.next_month_start(today), cfg.families,
+                                                sm.FORECAST_METRIC)
+                    data["forecast"] = {"day": today.isoformat(), "usd": usd}
+                except AwsError as exc:
+                    if not exc.transient:
+                        raise
+                    notes.append(f"{exc.problem} The projection is the sensor's own until the next refresh.")
+            try:
+                data["budgets"] = sm.compact_budgets(session.budgets(account))
+                data.pop("budgets_problem", None)
+            except AwsError as exc:
+                data["budgets_problem"] = exc.message()  # optional: reported only when a budget is asked for
+            ce_cache.clear_failure(data)
+        except AwsError as exc:
+            self.log.warning("Cost Explorer refresh failed (%s): %s", exc.kind, exc.message())
+            ce_cache.record_failure(data, now, exc.kind, exc.message())
+            error = exc
+        except ValueError as exc:  # a non-USD or malformed amount
+            self.log.warning("Cost Explorer answer unusable: %s", exc)
+            ce_cache.record_failure(data, now, "failed", f"Cost Explorer answer unusable: {exc}.")
+            error = data["failure"]
+        finally:
+            ce_cache.count_requests(data, today.isoformat(), session.sent("ce") - before)
+        return error, session.sent("ce") - before
 
     @staticmethod
     def _due(data: dict | None, ttl_s: float, backoff_base: float, backoff_cap: float, now: float) -> bool:

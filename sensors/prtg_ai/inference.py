@@ -15,6 +15,10 @@ Reads (all through ``backends.http_metrics``):
 Needs: HTTP access to the server; an API key for protected endpoints from
 ``--api-key`` or the environment (``PRTG_AI_INFERENCE_API_KEY``, ``OPENAI_API_KEY``),
 scrubbed from every output; a writable state folder for rates and the trend.
+
+Through the agent (``ctx.policy`` set), the URLs must lie inside ``--allow-url``,
+the key comes only from the agent's ``--api-key-file`` for that origin, every way
+a fetch can fail reads the same (no port scanner), and ``--process`` matches names.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ PROBE_OK, PROBE_SLOW, PROBE_ERROR, PROBE_REFUSED = range(4)
 PROBE_CODES = {"ok": PROBE_OK, "error": PROBE_ERROR, "refused": PROBE_REFUSED}
 
 
+def _checked_url(name: str, raw: str) -> str:
+    """An http(s) URL with a host and no credentials (they would be logged and echoed)."""
+    url = raw.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(name, "is not a valid http:// or https:// URL") from None
+    if parts.username or parts.password or "@" in parts.netloc:
+        raise ConfigError(name, "credentials in the URL would be logged; use --api-key instead")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"{url[:200]!r} is not an http:// or https:// URL with a host")
+    return url
+
+
 class InferenceSensor(Sensor):
     id = "inference"
     title = "Inference server"
@@ -64,8 +83,8 @@ class InferenceSensor(Sensor):
               metavar="N"),
         Param("probe_slow", "duration", "a probe slower than this is 'slow'", default=5.0, minimum=0.05,
               maximum=300.0, metavar="DURATION"),
-        Param("timeout", "duration", "time allowed for each request", default=10.0, minimum=0.5, maximum=50.0,
-              metavar="DURATION"),
+        Param("timeout", "duration", "time allowed for the scan's requests together", default=10.0, minimum=0.5,
+              maximum=50.0, metavar="DURATION"),
         Param("api_key", "str", "bearer token for the server", secret=True,
               env=("PRTG_AI_INFERENCE_API_KEY", "OPENAI_API_KEY"), metavar="KEY"),
         Param("process", "str", "server processes to watch for a memory leak (name glob or command-line text)",
@@ -83,27 +102,33 @@ class InferenceSensor(Sensor):
     def run(self) -> SensorResult:
         url = self._base_url()
         kind = self.values["kind"]
-        timeout = self.values["timeout"]
-        key = self.values["api_key"]
+        # One budget for every request of the scan: --timeout bounds the scan, not each request.
+        deadline = self.ctx.monotonic() + self.values["timeout"]
+        policy = self.ctx.policy
         probing = bool(self.values["probe_prompt"]) or kind == "openai"
         result = SensorResult()
         summary: list[str] = []
 
         samples, metrics_problem = None, None
         if kind != "openai":
-            metrics_url = self.values["metrics_url"] or url + "/metrics"
+            metrics_url = self._metrics_url(url)
             try:
-                text = http_metrics.fetch_text(metrics_url, timeout, key, self.ctx.monotonic)
+                text = http_metrics.fetch_text(metrics_url, deadline, self._key(metrics_url), self.ctx.monotonic,
+                                               policy=policy)
+            except http_metrics.DestinationRefused as exc:
+                raise ConfigError("metrics_url" if self.values["metrics_url"] else "url", exc.problem) from None
             except http_metrics.Unreachable as exc:
                 if not probing:
-                    raise
-                metrics_problem = exc.message()  # the probe still tells PRTG the server is down
+                    raise self._opaque(metrics_url, exc) from None
+                metrics_problem = self._opaque(metrics_url, exc).message()  # the probe still says the server is down
+            except SensorError as exc:
+                raise self._opaque(metrics_url, exc) from None
             else:
                 samples = self._parse(text, metrics_url)
                 kind = self._kind(samples, kind, metrics_url)
         snap = im.snapshot(samples, kind, self.values["model"]) if samples is not None else None
 
-        probe = self._probe(url, samples, kind, timeout, key) if probing else None
+        probe = self._probe(url, samples, kind, deadline) if probing else None
         procs = self._processes()
 
         store = StateStore(self.ctx.state_dir)
@@ -127,27 +152,56 @@ class InferenceSensor(Sensor):
 
     # -- parameters ------------------------------------------------------
     def _base_url(self) -> str:
-        url = self.values["url"].strip().rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("url", f"{url!r} is not an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ConfigError("url", "credentials in the URL would be logged; use --api-key instead")
+        url = _checked_url("url", self.values["url"])
+        if self.values["metrics_url"]:
+            _checked_url("metrics_url", self.values["metrics_url"])
         if self.values["process"] and self.values["pid"]:
             raise ConfigError("process", "give --process or --pid, not both")
+        if self.ctx.policy is not None and self.values["process"] and any(c in self.values["process"] for c in "/ ="):
+            raise ConfigError("process", "through the agent, a process is matched by its name or a name glob only")
         return url
+
+    def _metrics_url(self, url: str) -> str:
+        if self.values["metrics_url"]:
+            return _checked_url("metrics_url", self.values["metrics_url"])
+        return url + "/metrics"
+
+    def _key(self, url: str) -> str | None:
+        """The API key for ``url``: the parameter (or, in a script, its placeholders); an agent's own key file.
+
+        An agent client's URL never gets a key from the agent's environment (the agent
+        removes those variables); only the operator's ``--api-key-file`` for that origin.
+        """
+        key = self.values["api_key"]
+        if key or self.ctx.policy is None:
+            return key
+        return self.ctx.policy.key_for(url)
+
+    def _opaque(self, where: str, exc: SensorError) -> SensorError:
+        """For an agent client, one text for every way a fetch fails: no port or path scanner.
+
+        Refused, timed out, 404 and "not a metrics page" would otherwise tell a token
+        holder what listens where; ``prtg-ai run inference`` on the node says which it was.
+        """
+        if self.ctx.policy is None:
+            return exc
+        return SensorError(f"No usable metrics page at {where}.",
+                           "Check the server with 'prtg-ai run inference --url ...' on the node itself.")
 
     def _parse(self, text: str, where: str) -> dict:
         try:
             return im.parse(text)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise SensorError(f"{where} is not a Prometheus metrics page ({str(exc)[:120]}).",
-                              "Point --metrics-url at the server's /metrics endpoint.") from None
+        except (ValueError, TypeError, IndexError):
+            # The parser's message quotes the page: never echoed (it may be an internal page).
+            raise self._opaque(where, SensorError(f"{where} is not a Prometheus metrics page.",
+                                                  "Point --metrics-url at the server's /metrics endpoint.")) from None
 
     def _kind(self, samples: dict, kind: str, where: str) -> str:
         detected = im.detect_kind(samples)
         if kind == "auto":
             if detected is None:
+                if self.ctx.policy is not None:
+                    raise self._opaque(where, SensorError(where))
                 raise SensorError(f"{where} carries no vLLM, TGI or Triton metrics.",
                                   "Set --kind, or check that --metrics-url is the model server's page.")
             return detected
@@ -197,19 +251,27 @@ class InferenceSensor(Sensor):
             result.note(f"Counters restarted since the last scan (server restart?): {', '.join(sorted(iv.reset))}")
 
     # -- probe -----------------------------------------------------------
-    def _probe(self, url: str, samples, kind: str, timeout: float, key):
+    def _probe(self, url: str, samples, kind: str, deadline: float):
         model = self.values["model"]
         if not model and samples is not None and kind in im.METRICS:
             names = im.models(samples, kind)
             model = names[0] if len(names) == 1 else None
         if not model:
-            names = http_metrics.list_models(url, timeout, key, self.ctx.monotonic)
+            names = http_metrics.list_models(url, deadline, self._key(url), self.ctx.monotonic, self.ctx.policy)
             model = names[0] if names else None
         if not model:
             return http_metrics.ProbeResult("error", detail="no model named (--model) and /v1/models lists none")
         prompt = self.values["probe_prompt"] or DEFAULT_PROBE_PROMPT
-        return http_metrics.probe_chat(url, model, prompt, self.values["probe_max_tokens"], timeout, key,
-                                       self.ctx.monotonic)
+        try:
+            probe = http_metrics.probe_chat(url, model, prompt, self.values["probe_max_tokens"], deadline,
+                                            self._key(url), self.ctx.monotonic, self.ctx.policy)
+        except http_metrics.DestinationRefused as exc:
+            raise ConfigError("url", exc.problem) from None
+        if self.ctx.policy is not None and probe.outcome != "ok":
+            # Refused, timed out or an error status look alike to an agent client (no port scanner).
+            probe = http_metrics.ProbeResult("error", probe.total_s if probe.outcome != "refused" else None,
+                                             detail="the server gave no usable answer")
+        return probe
 
     def _probe_channels(self, result: SensorResult, probe, summary: list[str]) -> None:
         code = PROBE_CODES[probe.outcome]
@@ -234,7 +296,8 @@ class InferenceSensor(Sensor):
         pattern, pid = self.values["process"], self.values["pid"]
         if not pattern and not pid:
             return None
-        return http_metrics.process_memory(pattern, pid, http_metrics.own_lineage())
+        return http_metrics.process_memory(pattern, pid, http_metrics.own_lineage(),
+                                           cmdline=self.ctx.policy is None)
 
     def _trend(self, state, procs: list, now: float) -> dict:
         window, warmup = self.values["leak_window"], self.values["leak_warmup"]

@@ -8,16 +8,25 @@ Routes:
   for other statuses it shows only the HTTP code. An unknown sensor is a 404, a
   failed authentication a 401 and a refused address a 403, each with a PRTG error
   body, so even those read sensibly in PRTG.
-* ``GET /health``: ``{"status": "ok"}``, unauthenticated (Kubernetes probes and
-  systemd watchdogs carry no token), revealing nothing but liveness.
+* ``GET /health``: ``{"status": "ok"}``, without a token (Kubernetes probes and
+  systemd watchdogs carry none) but only for ``--allow``ed clients, revealing
+  nothing but liveness; an authenticated client also gets version and uptime.
 * ``GET /``: HTML listing each sensor, its parameters and the URL to paste into PRTG.
 
 Parameters are mapped to the sensor's declared ``Param``s only: ``path=/x`` becomes
 the argv ``--path=/x`` (``--name=value`` so a value starting with ``--`` cannot be
 read as an option), anything undeclared is refused with the list of declared
-names, and the sensor id must match a registered id exactly: there is no file
+names, and the sensor id must match a served id exactly: there is no file
 path in a route, so no traversal. Query strings are never logged (they may hold
-the token).
+the token), and the logged path has its control characters escaped (no forged
+log lines).
+
+What a client's parameters may reach is limited by the ``ClientPolicy`` each run
+carries (``core.policy``): which sensors are served (``--sensors``), where path
+parameters may point (``--allow-path``; resolved here, and the resolved path is
+what the sensor opens and re-checks), where URLs may point (``--allow-url``).
+The agent's own API-key variables are removed from the environment its sensors
+see: a key never travels to a destination a client chose.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from prtg_ai.agent.cache import SharedResources, TTLCache
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError
+from prtg_ai.core.policy import ClientPolicy
 from prtg_ai.core.runtime import BASELINE, finish, run_sensor
 from prtg_ai.core.secrets import Scrubber
 from prtg_ai.prtg.model import SensorResult
@@ -47,8 +57,16 @@ FORMAT_PARAM = "format"
 RESERVED = (TOKEN_PARAM, FORMAT_PARAM)
 MAX_QUERY_FIELDS = 64
 RUNTIME_PARAMS = (BASELINE,)
-_SENSOR_PATH = re.compile(r"^/sensors/([a-z][a-z0-9_]{0,63})/?$")
+_SENSOR_PATH = re.compile(r"/sensors/([a-z][a-z0-9_]{0,63})/?")  # fullmatch: "$" would accept a trailing newline
 JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+# What a node agent serves unless --sensors says otherwise: the sensors that read this node
+# only. inference (client-chosen URLs) and gpu_spend (AWS requests that cost money) are opt-in.
+DEFAULT_SENSORS = ("gpu", "gpu_host", "east_west", "checkpoint_volume")
+# Environment variables holding keys for servers a parameter names: never given to a run
+# whose parameters came from a client (keys come from --api-key-file for named origins).
+CLIENT_DESTINATION_SECRETS = ("PRTG_AI_INFERENCE_API_KEY", "OPENAI_API_KEY")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _STATUS_TEXT = {200: "200 OK", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
                 405: "405 Method Not Allowed"}
 
@@ -64,9 +82,13 @@ def error_body(text: str) -> bytes:
     return finish(SensorResult.failure(text), "prtg").text.encode("utf-8")
 
 
-def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
-    """Whether ``value`` resolves (symlinks and ``..`` included) to a folder under one of ``roots``."""
-    real = os.path.realpath(value)
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` for a log line: control characters (CR, LF, ...) escaped, length capped."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
+
+
+def under_roots(real: str, roots: tuple[str, ...]) -> bool:
+    """Whether the resolved path ``real`` is one of ``roots`` or below one."""
     for root in roots:
         try:
             if os.path.commonpath([real, root]) == root:
@@ -82,14 +104,31 @@ def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
 CLIENT_REFUSED = frozenset({"token_file"})
 
 
-def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]], allowed_paths: tuple[str, ...] = ()) -> list[str]:
+def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``value`` resolves (symlinks and ``..`` included) to a folder under one of ``roots``."""
+    return confine_path(value, roots) is not None
+
+
+def confine_path(value: str, roots: tuple[str, ...]) -> str | None:
+    """The resolved form of ``value`` when it lies under ``roots``, else None (NUL and bad paths too)."""
+    if not value.strip() or "\x00" in value:
+        return None
+    try:
+        real = os.path.realpath(value)
+    except (OSError, ValueError):
+        return None
+    return real if under_roots(real, roots) else None
+
+
+def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]],
+                  allowed_paths: tuple[str, ...] | None = None) -> list[str]:
     """Map query pairs to ``--option=value`` argv for ``sensor_cls``; raise BadRequest on unknown names.
 
     Args:
         sensor_cls: a registered sensor class (its ``params`` are the allowed names).
         pairs: decoded ``(name, value)`` pairs, reserved names already removed.
-        allowed_paths: with ``serve --allow-path``, the (resolved) folders a path
-            parameter may point into; empty means any path the agent's user can read.
+        allowed_paths: the (resolved) folders a path parameter may point into
+            (``serve --allow-path``); None means any path, an empty tuple none.
 
     Returns:
         The argv the runtime parses and validates (types, ranges, repeats).
@@ -109,10 +148,13 @@ def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]], allowed_paths: t
                              "chosen by the node's administrator (in a pod, the defaults need none).")
         if param.kind == "flag" and value == "":
             value = "yes"  # ?flag alone means "on", as --flag does on the command line
-        if param.kind == "path" and allowed_paths and not path_allowed(value, allowed_paths):
-            # Said without echoing the path: an HTTP client should not learn what exists here.
-            raise BadRequest(f"Parameter {param.name}: this agent only serves folders under its --allow-path "
-                             f"list ({len(allowed_paths)} folder(s)); ask the node's administrator.")
+        if param.kind == "path" and allowed_paths is not None:
+            real = confine_path(value, allowed_paths)
+            if real is None:
+                # One text whether or not the path exists: a client learns nothing about this host.
+                raise BadRequest(f"Parameter {param.name}: this agent only serves paths under its --allow-path "
+                                 f"list ({len(allowed_paths)} folder(s)); ask the node's administrator.")
+            value = real  # the sensor opens what was checked (and re-checks what it opened)
         argv.append(f"{param.option}={value}")
     return argv
 
@@ -126,16 +168,25 @@ class AgentApp:
         env: environment the sensors see (PRTG placeholders, AWS settings).
         cache_ttl: seconds a sensor result is shared by identical requests.
         hub: shared long-lived resources (NVML session) handed to backends.
-        allowed_paths: folders path parameters may point into (``--allow-path``).
+        allowed_paths: folders path parameters may point into (``--allow-path``);
+            None: any path (a loopback listener without --allow-path).
+        sensors: the sensor ids served (``--sensors``; default ``DEFAULT_SENSORS``).
+        allow_urls: ``--allow-url`` values (CIDRs, origins); default loopback only.
+        api_keys: origin -> key from ``--api-key-file``.
     """
 
     def __init__(self, auth: Authenticator, state_dir: Path, env: Mapping[str, str] | None = None,
                  cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None,
-                 allowed_paths: Iterable[str] = ()):
+                 allowed_paths: Iterable[str] | None = None, sensors: Iterable[str] | None = None,
+                 allow_urls: Iterable[str] = (), api_keys: Mapping[str, str] | None = None):
         self.auth = auth
-        self.allowed_paths = tuple(os.path.realpath(p) for p in allowed_paths)
+        self.allowed_paths = None if allowed_paths is None else tuple(os.path.realpath(p) for p in allowed_paths)
+        self.policy = ClientPolicy(self.allowed_paths, allow_urls, api_keys)
+        for key in self.policy.keys.values():
+            self.auth.scrubber.register(key)
+        self.served = served_sensors(DEFAULT_SENSORS if sensors is None else sensors)
         self.state_dir = Path(state_dir)
-        self.env = dict(os.environ if env is None else env)
+        self.env = client_env(os.environ if env is None else env)
         self.cache: TTLCache[tuple[str, bool]] = TTLCache(cache_ttl, max_entries=cache_entries)
         self.hub = hub or SharedResources()
         self.started = time.monotonic()
@@ -154,9 +205,9 @@ class AgentApp:
         headers += [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
                     ("X-Content-Type-Options", "nosniff")]
         start_response(_STATUS_TEXT.get(status, f"{status} Error"), headers)
-        # The path only: the query string may carry the token.
-        log.info("%s %s -> %d in %.1f ms", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200],
-                 status, (time.perf_counter() - started) * 1000.0)
+        # The path only (the query string may carry the token), control characters escaped.
+        log.info("%s %s -> %d in %.1f ms", printable(str(environ.get("REQUEST_METHOD")), 10),
+                 printable(environ.get("PATH_INFO", "")), status, (time.perf_counter() - started) * 1000.0)
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
 
     def dispatch(self, environ: Mapping[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -166,7 +217,7 @@ class AgentApp:
         if method not in ("GET", "HEAD"):
             return 405, [("Allow", "GET, HEAD")], error_body(f"Method {method[:10]} is not allowed: PRTG polls with GET.")
         if path == "/health":
-            return 200, [], self._health()
+            return self._health(environ)
         try:
             pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True,
                               max_num_fields=MAX_QUERY_FIELDS)
@@ -180,13 +231,19 @@ class AgentApp:
         pairs = [(k, v) for k, v in pairs if k != TOKEN_PARAM]
         if path in ("/", "/index.html"):
             return 200, [("Content-Type", "text/html; charset=utf-8")], self._index(environ)
-        match = _SENSOR_PATH.match(path)
-        if match is None or match.group(1) not in registry.SENSORS:
+        match = _SENSOR_PATH.fullmatch(path)
+        if match is None or match.group(1) not in self.served:
             shown = path if len(path) <= 80 else path[:77] + "..."
             return 404, [], error_body(
-                f"No such sensor or page: {shown!r}. Sensors are served at /sensors/<id>, ids: "
-                f"{', '.join(registry.sensor_ids())}.")
-        return 200, [], self.sensor_body(match.group(1), pairs)
+                f"No such sensor or page: {printable(shown)!r}. Sensors are served at /sensors/<id>; this agent "
+                f"serves: {', '.join(self.served) or 'none'} (serve --sensors).")
+        fmt = self._format(pairs)
+        return 200, [("Content-Type", TEXT_TYPE)] if fmt == "table" else [], self.sensor_body(match.group(1), pairs)
+
+    @staticmethod
+    def _format(pairs: list[tuple[str, str]]) -> str:
+        formats = [v for k, v in pairs if k == FORMAT_PARAM]
+        return formats[-1].strip().lower() if formats else "prtg"
 
     # -- sensors ---------------------------------------------------------
     def sensor_body(self, sensor_id: str, pairs: list[tuple[str, str]]) -> bytes:
@@ -197,8 +254,9 @@ class AgentApp:
         try:
             if formats:
                 fmt = formats[-1].strip().lower()
-                if fmt not in ("prtg", "v2"):
-                    raise BadRequest(f"format={formats[-1][:20]!r} is not one of prtg, v2.")
+                if fmt not in ("prtg", "v2", "table"):
+                    fmt = "prtg"
+                    raise BadRequest(f"format={printable(formats[-1], 20)!r} is not one of prtg, v2, table.")
             cls = registry.get(sensor_id)
             argv = query_to_argv(cls, pairs, self.allowed_paths)
         except (BadRequest, ConfigError) as exc:
@@ -214,21 +272,32 @@ class AgentApp:
         scrubber = Scrubber()
         for secret in self.auth.secret_values:
             scrubber.register(secret)
-        ctx = Context(env=self.env, state_dir=self.state_dir, secrets=scrubber)
+        ctx = Context(env=self.env, state_dir=self.state_dir, secrets=scrubber, policy=self.policy)
         result = run_sensor(sensor_id, argv, ctx)
         return finish(result, fmt).text.encode("utf-8")
 
     # -- pages -----------------------------------------------------------
-    def _health(self) -> bytes:
-        return json.dumps({"status": "ok", "version": __version__,
-                           "uptime_s": round(time.monotonic() - self.started, 1)}).encode("utf-8")
+    def _health(self, environ: Mapping[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Liveness for allowed clients; version and uptime only for authenticated ones."""
+        where = self.auth.check_address(environ.get("REMOTE_ADDR", ""))
+        if not where.allowed:
+            return where.status, [], error_body(where.reason)
+        doc: dict = {"status": "ok"}
+        try:
+            tokens = [v for k, v in parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=MAX_QUERY_FIELDS)
+                      if k == TOKEN_PARAM]
+        except ValueError:
+            tokens = []
+        if self.auth.required and self.auth.check(environ, tokens[-1] if tokens else None).allowed:
+            doc.update(version=__version__, uptime_s=round(time.monotonic() - self.started, 1))
+        return 200, [], json.dumps(doc).encode("utf-8")
 
     def _index(self, environ: Mapping[str, str]) -> bytes:
         scheme = environ.get("wsgi.url_scheme", "http")
         host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '')}"
         base = f"{scheme}://{host}"
         rows = []
-        for sid in registry.sensor_ids():
+        for sid in self.served:
             try:
                 cls = registry.get(sid)
             except Exception as exc:  # one broken sensor module must not hide the others
@@ -258,3 +327,23 @@ class AgentApp:
         return (f"<h2>{html.escape(getattr(cls, 'title', sid) or sid)} <small>({html.escape(sid)})</small></h2>"
                 f"<p>{html.escape(getattr(cls, 'summary', ''))}</p>"
                 f"<p>URL: <code>{html.escape(url)}</code></p><ul>{params}</ul>")
+
+
+def served_sensors(ids: Iterable[str]) -> tuple[str, ...]:
+    """Validate ``--sensors`` ids against the registry; raise ValueError naming an unknown one."""
+    known = set(registry.sensor_ids())
+    chosen: list[str] = []
+    for raw in ids:
+        for sid in (x.strip() for x in raw.split(",")):
+            if not sid:
+                continue
+            if sid not in known:
+                raise ValueError(f"--sensors: {sid[:40]!r} is not a sensor; sensors: {', '.join(sorted(known))}")
+            if sid not in chosen:
+                chosen.append(sid)
+    return tuple(chosen)
+
+
+def client_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment the agent's sensors see: its own, minus keys for client-chosen destinations."""
+    return {k: v for k, v in env.items() if k not in CLIENT_DESTINATION_SECRETS}

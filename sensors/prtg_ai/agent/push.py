@@ -196,14 +196,14 @@ class Pusher:
             return Delivery(False, self.secrets.scrub(f"{type(exc).__name__}: {exc}")[:500])
         if not 200 <= reply.status_code < 300:
             hint = " (rate limited)" if reply.status_code == RETRY_STATUS else ""
-            return Delivery(False, f"HTTP {reply.status_code}{hint}: {self.secrets.scrub(reply.text[:200])}")
+            # The status only: the probe's (or whatever answers there) body is not copied into the log.
+            return Delivery(False, f"HTTP {reply.status_code}{hint}")
         try:
             answer = json.loads(reply.text)
             matching = int(answer.get("Matching Sensors"))
             status = str(answer.get("status", ""))
         except (ValueError, TypeError, AttributeError):
-            return Delivery(True, f"HTTP {reply.status_code}, reply not in PRTG's format: "
-                                  f"{self.secrets.scrub(reply.text[:120])!r}")
+            return Delivery(True, f"HTTP {reply.status_code}, reply not in PRTG's format ({len(reply.content)} bytes)")
         return Delivery(True, f"status {status!r}, matching sensors {matching}", matching)
 
     def push(self, target: Target) -> Delivery:

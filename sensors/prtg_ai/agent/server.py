@@ -22,6 +22,17 @@ Limits chosen: 1000 connections (a node carries tens of PRTG sensors; the margin
 absorbs scanners and stalled clients), 30 s idle timeout, 16 KiB of request
 headers, 1 KiB of body (PRTG polls with GET), 8 worker threads (sensors are
 I/O-bound: a sweep, a folder listing, an AWS call).
+
+Added here, because waitress' idle timeout restarts with every byte (a client
+sending one header line every 5 s stays forever) and ``--allow`` is otherwise
+checked only once a request has been read (``ConnectionGuard``):
+
+* a client outside ``--allow`` is closed at accept, before it holds a slot;
+* one client address holds at most ``per_client_limit`` connections (100: more
+  than a probe's parallel polls of one node), so one host cannot fill the
+  1000 slots;
+* a request must arrive complete within ``header_timeout`` (10 s) of the
+  connection's start or of the previous answer, however slowly it trickles.
 """
 
 from __future__ import annotations
@@ -50,6 +61,8 @@ DEFAULTS = {
     "max_request_body_size": 1024,
     "backlog": 1024,
 }
+# Ours, not waitress' (see ConnectionGuard).
+GUARD_DEFAULTS = {"per_client_limit": 100, "header_timeout": 10.0}
 GRACE_S = 5.0
 # select() on Windows handles at most 512 sockets; poll() has no such limit but
 # exists only on POSIX.
@@ -83,7 +96,114 @@ def raise_fd_limit(wanted: int) -> None:
             log.warning("Could not raise the open-files limit to %d (now %d)", target, soft)
 
 
-class TLSChannel(HTTPChannel):
+class ConnectionGuard:
+    """Accept-time admission (``--allow``, per-client cap) and the request-read deadline.
+
+    Args:
+        admit: ``admit(host) -> bool`` for a client address (the agent's ``--allow``); None admits all.
+        per_client_limit: open connections one client address may hold.
+        header_timeout: seconds a request may take to arrive in full.
+    """
+
+    def __init__(self, admit: Callable[[str], bool] | None = None, per_client_limit: int = 100,
+                 header_timeout: float = 10.0):
+        self.admit = admit
+        self.per_client_limit = int(per_client_limit)
+        self.header_timeout = float(header_timeout)
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+        self.refused = 0  # connections closed at accept (tests and logs read it)
+        self.expired = 0  # connections closed for a request that did not arrive in time
+
+    def take(self, host: str) -> bool:
+        """Count a new connection from ``host``; False (and nothing counted) when it must be closed."""
+        try:
+            admitted = self.admit is None or bool(self.admit(host))
+        except Exception:  # a broken check must refuse the client, never stop the listener
+            log.exception("Admission check failed for a client")
+            admitted = False
+        if not admitted:
+            with self._lock:
+                self.refused += 1
+            return False
+        with self._lock:
+            if self._open.get(host, 0) >= self.per_client_limit:
+                self.refused += 1
+                return False
+            self._open[host] = self._open.get(host, 0) + 1
+        return True
+
+    def release(self, host: str) -> None:
+        with self._lock:
+            left = self._open.get(host, 0) - 1
+            if left > 0:
+                self._open[host] = left
+            else:
+                self._open.pop(host, None)
+
+    def open_from(self, host: str) -> int:
+        with self._lock:
+            return self._open.get(host, 0)
+
+    def sweep(self, channels, now: float) -> None:
+        """Close channels whose current request has not arrived in full within ``header_timeout``."""
+        for ch in channels:
+            started = getattr(ch, "read_started", None)
+            if started is None or ch.requests or ch.will_close:
+                continue  # being answered, or already closing
+            if now - started > self.header_timeout:
+                ch.will_close = True
+                with self._lock:
+                    self.expired += 1
+
+
+class GuardedChannel(HTTPChannel):
+    """An HTTP channel that counts against its client's cap and keeps a request-read clock."""
+
+    guard: ConnectionGuard | None = None
+
+    def __init__(self, server, sock, addr, adj, map=None):
+        self.client_host = addr[0] if isinstance(addr, tuple) and addr else ""
+        self.read_started = time.monotonic()
+        self._counted = False
+        super().__init__(server, sock, addr, adj, map)
+        self._counted = self.guard is not None
+
+    def service(self):
+        try:
+            super().service()
+        finally:
+            self.read_started = time.monotonic()  # the next request's clock starts after this answer
+
+    def del_channel(self, map=None):
+        if self._counted:
+            self._counted = False
+            self.guard.release(self.client_host)
+        super().del_channel(map)
+
+
+def guarded_factory(channel_class, guard: ConnectionGuard):
+    """What a listener calls to build a connection: refused ones are closed before they cost a slot."""
+    bound = type("Guarded" + channel_class.__name__, (channel_class,), {"guard": guard})
+
+    def make(server, conn, addr, adj, map=None):
+        host = addr[0] if isinstance(addr, tuple) and addr else ""
+        if not guard.take(host):
+            try:
+                conn.close()
+            except OSError:
+                pass
+            return None
+        try:
+            return bound(server, conn, addr, adj, map)
+        except BaseException:
+            guard.release(host)
+            raise
+
+    return make
+
+
+class TLSChannel(GuardedChannel):
     """An HTTP channel speaking TLS over a non-blocking socket (``ssl_context`` set by subclassing)."""
 
     ssl_context: ssl.SSLContext
@@ -171,7 +291,13 @@ class AgentServer:
     """
 
     def __init__(self, app, host: str, port: int, on_close: Callable[[], None] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, **limits):
+                 ssl_context: ssl.SSLContext | None = None, admit: Callable[[str], bool] | None = None, **limits):
+        guard_settings = dict(GUARD_DEFAULTS)
+        for key in GUARD_DEFAULTS:
+            if limits.get(key) is not None:
+                guard_settings[key] = limits.pop(key)
+            limits.pop(key, None)
+        self.guard = ConnectionGuard(admit, **guard_settings)
         settings = dict(DEFAULTS)
         settings.update({k: v for k, v in limits.items() if v is not None})
         if not _USE_POLL:
@@ -190,10 +316,12 @@ class AgentServer:
             ipv6=":" in host, ipv4=":" not in host, url_scheme="https" if ssl_context else "http", **settings)
         self.dispatcher = self._server.task_dispatcher
         self.scheme = "https" if ssl_context else "http"
+        channel = GuardedChannel
         if ssl_context is not None:
             channel = type("BoundTLSChannel", (TLSChannel,), {"ssl_context": ssl_context})
-            for listener in self.listeners:
-                listener.channel_class = channel  # handle_accept builds connections from it
+        factory = guarded_factory(channel, self.guard)
+        for listener in self.listeners:
+            listener.channel_class = factory  # handle_accept builds connections through it
 
     @property
     def listeners(self) -> list[BaseWSGIServer]:
@@ -215,8 +343,13 @@ class AgentServer:
     def run(self) -> None:
         """Serve until ``stop()``; then drain in-flight requests and close everything."""
         try:
+            swept = time.monotonic()
             while not self._stop.is_set():
                 wasyncore.loop(timeout=0.5, use_poll=_USE_POLL, map=self._map, count=1)
+                now = time.monotonic()
+                if now - swept >= 0.5:
+                    self.guard.sweep(self.channels, now)
+                    swept = now
         finally:
             self._drain()
             self._stopped.set()

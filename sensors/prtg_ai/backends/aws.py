@@ -156,7 +156,9 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
         code = str(err.get("Code", "") or "")
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) if isinstance(exc.response, dict) else 0
         message = " ".join(str(err.get("Message", "") or "").split())[:200]
-        log.info("%s failed: %s %s", what, code, message)
+        # The code and status only: the message is the remote body's text (an HTML error page
+        # from a proxy or a 500) and is never copied into a log line or PRTG's text.
+        log.info("%s failed: %s (HTTP %s)", what, code[:60], status)
         if code in _DENIED or "not authorized to perform" in message:
             needed = action or f"{service}:{op}"
             return AwsDenied(
@@ -175,8 +177,8 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
         if code == "OptInRequired":
             return AwsDenied(f"{what} needs an opt-in for this account ({code}).",
                              "Enable the service for the account (Cost Explorer: Billing console).", code=code)
-        return AwsError(f"AWS {what} failed ({code or status}: {message}).".replace(": )", ")"),
-                        "Transient: the sensor retries later.", code=code)
+        shown = code if code.replace(".", "").isalnum() and len(code) <= 60 else f"HTTP {status}"
+        return AwsError(f"AWS {what} failed ({shown or status}).", "Transient: the sensor retries later.", code=code)
     if isinstance(exc, bx.ParamValidationError):
         return AwsError(f"AWS {what} was called with an invalid parameter ({str(exc)[:200]}).",
                         "This is a bug in prtg-ai; please report it.")

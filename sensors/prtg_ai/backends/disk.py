@@ -3,6 +3,11 @@
 Reads ``statvfs`` (Linux) or the Win32 free-space API through ``shutil`` (Windows,
 no inode figures there) and lists only the top-level entries of a folder, within
 a time budget, so a multi-terabyte checkpoint tree is never walked.
+
+A folder named by an agent client is opened once (``open_folder``: no symlink as
+the last component, confined to ``--allow-path`` on the opened descriptor) and
+every later read goes through that descriptor (``fstatvfs``, ``scandir(fd)``,
+``openat``): nothing a local user swaps in afterwards is followed.
 """
 
 from __future__ import annotations
@@ -91,6 +96,60 @@ class FolderScan:
         self.seen = 0
         self.complete = True
         self.elapsed = 0.0
+
+
+def open_folder(path: Path, roots) -> int:
+    """Open a client's folder for reading through a descriptor; errors as ``SensorError``.
+
+    The text of a refusal is the same whether or not the path exists.
+    """
+    from prtg_ai.backends.confined import O_DIRECTORY, OutsideAllowed, open_confined
+
+    try:
+        return open_confined(path, os.O_RDONLY | O_DIRECTORY, roots)
+    except (OutsideAllowed, NotADirectoryError, OSError) as exc:
+        if isinstance(exc, (OutsideAllowed, NotADirectoryError)) or getattr(exc, "errno", None) == 40:  # ELOOP
+            raise SensorError("The folder is not under the agent's --allow-path folders (or is a symlink).",
+                              "Ask the node's administrator which folders the agent serves.") from None
+        raise _as_sensor_error(path, exc) from None
+
+
+def tree_size_at(dir_fd: int, name: str, budget_s: float, max_entries: int = 200_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> tuple[int, bool]:
+    """``tree_size`` of the entry ``name`` in the open folder ``dir_fd``, walking by descriptors only."""
+    from prtg_ai.backends.confined import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
+
+    flags = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+    started = monotonic()
+    total, seen = 0, 0
+    try:
+        stack = [os.open(name, flags, dir_fd=dir_fd)]
+    except OSError:
+        return 0, True
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        seen += 1
+                        if seen > max_entries or (seen % 256 == 0 and monotonic() - started > budget_s):
+                            return total, False
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                stack.append(os.open(entry.name, flags, dir_fd=fd))
+                            elif entry.is_file(follow_symlinks=False):
+                                total += entry.stat(follow_symlinks=False).st_size
+                        except OSError:
+                            continue
+            except OSError:
+                pass  # a shard folder pruned mid-walk
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return total, True
 
 
 def check_folder(path: Path) -> None:

@@ -1,6 +1,7 @@
 """Model-server I/O for the ``inference`` sensor: metrics page, streamed probe, process memory.
 
-Reads, with ``requests`` (bounded size, timeouts, a total deadline):
+Reads, through ``backends.bounded_http`` (checked destination, no redirects, one
+total deadline per scan, byte caps):
 
 * the Prometheus ``/metrics`` page of vLLM, TGI or Triton;
 * one streamed OpenAI-compatible chat completion (``POST /v1/chat/completions``
@@ -13,9 +14,11 @@ Needs: network access to the server; no permission beyond reading other users'
 process memory figures (``/proc/<pid>/statm`` is world-readable on Linux; on
 Windows, processes of other users need an administrator account).
 
-Proxy variables are ignored (``trust_env`` off): a probe on the GPU node or in the
-cluster talks to the model server directly, and an API key must not travel to a
-proxy. Keys go only into the ``Authorization`` header, never into a message.
+Proxy variables are ignored: a probe on the GPU node or in the cluster talks to
+the model server directly, and an API key must not travel to a proxy. Keys go
+only into the ``Authorization`` header, never into a message. Nothing the server
+sends (a page, an error body, a parser complaint about it) is put into a message
+either: an internal page must never be read back through PRTG.
 """
 
 from __future__ import annotations
@@ -23,14 +26,12 @@ from __future__ import annotations
 import json
 import time
 
-import requests
-
+from prtg_ai.backends.bounded_http import Exchange, HttpFailure
 from prtg_ai.core.errors import SensorError
 
 MAX_METRICS_BYTES = 8 * 1024 * 1024  # vLLM with many LoRA adapters: ~1 MB; 8 MB is a runaway page
 MAX_PROBE_BYTES = 256 * 1024
 MAX_MODELS_BYTES = 256 * 1024
-CHUNK = 64 * 1024
 USER_AGENT = "prtg-ai inference sensor"
 
 
@@ -42,62 +43,70 @@ class Unreachable(SensorError):
         self.refused = refused
 
 
-def _session(api_key: str | None) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.headers["User-Agent"] = USER_AGENT
+class DestinationRefused(SensorError):
+    """The URL points where this run may not connect (link-local, metadata, outside --allow-url)."""
+
+
+def _headers(api_key: str | None, extra: dict | None = None) -> dict:
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Connection": "close"}
     if api_key:
-        session.headers["Authorization"] = f"Bearer {api_key}"
-    return session
+        headers["Authorization"] = f"Bearer {api_key}"
+    headers.update(extra or {})
+    return headers
 
 
-def _read_bounded(response, limit: int, deadline: float, monotonic) -> bytes:
-    data = bytearray()
-    for chunk in response.iter_content(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise SensorError(f"{response.url} sent more than {limit // 1024} KiB",
-                              "Is --url the model server's metrics endpoint?")
-        if monotonic() > deadline:
-            raise SensorError(f"{response.url} did not finish sending within the timeout", "Raise --timeout.")
-    return bytes(data)
-
-
-def _unreachable(url: str, exc: Exception) -> Unreachable:
-    if isinstance(exc, requests.Timeout):
-        return Unreachable(f"No answer from {url} within the timeout.",
+def _failure(url: str, exc: HttpFailure) -> SensorError:
+    if exc.kind == "destination":
+        return DestinationRefused(f"{url} is not a destination this sensor may connect to.",
+                                  "Link-local and cloud-metadata addresses are never fetched; through the agent, "
+                                  "only the destinations of its --allow-url (default: this node's loopback).")
+    if exc.kind == "timeout":
+        return Unreachable(f"No complete answer from {url} within the timeout.",
                            "Is the model server overloaded or the host down? Raise --timeout if it is slow.")
-    refused = "refused" in str(exc).lower() or isinstance(getattr(exc, "__context__", None), ConnectionRefusedError)
-    if refused:
+    if exc.kind == "refused":
         return Unreachable(f"Connection to {url} refused: nothing listens on that port.",
                            "Is the model server running, and is the port in --url right?", refused=True)
-    return Unreachable(f"Cannot connect to {url} ({type(exc).__name__}).",
+    if exc.kind == "too_large":
+        return SensorError(f"{url} sent more than the sensor reads.", "Is --url the model server's metrics endpoint?")
+    if exc.kind == "tls":
+        return Unreachable(f"TLS with {url} failed.", "Check the server's certificate and that --url says https.")
+    if exc.kind == "protocol":
+        return SensorError(f"{url} did not answer as an HTTP server.", "Is --url the model server?")
+    return Unreachable(f"Cannot connect to {url}.",
                        "Check the host name, the port, TLS and the firewall between the probe and the server.")
 
 
-def fetch_text(url: str, timeout: float, api_key: str | None = None, monotonic=time.monotonic,
-               limit: int = MAX_METRICS_BYTES) -> str:
-    """GET ``url`` and return its text; raises ``Unreachable`` or ``SensorError`` with a hint."""
-    deadline = monotonic() + timeout
+def fetch_text(url: str, deadline: float, api_key: str | None = None, monotonic=time.monotonic,
+               limit: int = MAX_METRICS_BYTES, policy=None) -> str:
+    """GET ``url`` and return its text; raises ``Unreachable`` or ``SensorError`` with a hint.
+
+    Args:
+        deadline: monotonic time by which the whole exchange ends (the scan's budget).
+        policy: the agent client's ``ClientPolicy`` (None in script mode).
+    """
     try:
-        with _session(api_key) as session, session.get(url, timeout=(min(3.0, timeout), timeout),
-                                                        stream=True) as response:
-            if response.status_code in (401, 403):
-                raise SensorError(f"{url} refused the request (HTTP {response.status_code}).",
-                                  "Set the API key (--api-key, PRTG_AI_INFERENCE_API_KEY or OPENAI_API_KEY).")
-            if response.status_code != 200:
-                raise SensorError(f"{url} answered HTTP {response.status_code}.",
-                                  "Is --url the model server, and --metrics-path its metrics page?")
-            body = _read_bounded(response, limit, deadline, monotonic)
-            return body.decode(response.encoding or "utf-8", errors="replace")
-    except requests.RequestException as exc:
-        raise _unreachable(url, exc) from None
+        with Exchange(url, "GET", headers=_headers(api_key), deadline=deadline, policy=policy,
+                      monotonic=monotonic) as ex:
+            if ex.status in (401, 403):
+                raise SensorError(f"{url} refused the request (HTTP {ex.status}).",
+                                  "Give the server's API key (--api-key; for the agent, its --api-key-file).")
+            if 300 <= ex.status < 400:
+                raise SensorError(f"{url} answered with a redirect (HTTP {ex.status}); redirects are not followed.",
+                                  "Point the URL at the final address.")
+            if ex.status != 200:
+                raise SensorError(f"{url} answered HTTP {ex.status}.",
+                                  "Is --url the model server, and --metrics-url its metrics page?")
+            body = ex.body(limit)
+            return body.decode("utf-8", errors="replace")
+    except HttpFailure as exc:
+        raise _failure(url, exc) from None
 
 
-def list_models(base_url: str, timeout: float, api_key: str | None = None, monotonic=time.monotonic) -> list[str]:
+def list_models(base_url: str, deadline: float, api_key: str | None = None, monotonic=time.monotonic,
+                policy=None) -> list[str]:
     """Model ids from ``GET /v1/models`` (empty when the server does not say)."""
     try:
-        text = fetch_text(base_url + "/v1/models", timeout, api_key, monotonic, MAX_MODELS_BYTES)
+        text = fetch_text(base_url + "/v1/models", deadline, api_key, monotonic, MAX_MODELS_BYTES, policy)
         data = json.loads(text).get("data", [])
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
     except (SensorError, ValueError, AttributeError):
@@ -117,52 +126,45 @@ class ProbeResult:
         return f"ProbeResult({self.outcome}, total={self.total_s}, ttft={self.ttft_s}, chunks={self.chunks})"
 
 
-def probe_chat(base_url: str, model: str, prompt: str, max_tokens: int, timeout: float,
-               api_key: str | None = None, monotonic=time.monotonic) -> ProbeResult:
-    """Send one streamed chat completion and time it; never raises for server faults."""
+def probe_chat(base_url: str, model: str, prompt: str, max_tokens: int, deadline: float,
+               api_key: str | None = None, monotonic=time.monotonic, policy=None) -> ProbeResult:
+    """Send one streamed chat completion and time it; never raises for server faults.
+
+    An error answer is reported by its status code only: its body is the server's
+    text, and it never reaches PRTG.
+    """
     url = base_url + "/v1/chat/completions"
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True}
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
+                       "max_tokens": max_tokens, "temperature": 0, "stream": True}).encode("utf-8")
     started = monotonic()
-    deadline = started + timeout
     try:
-        with _session(api_key) as session, session.post(url, json=body, stream=True,
-                                                         timeout=(min(3.0, timeout), timeout)) as response:
-            if response.status_code != 200:
-                return ProbeResult("error", monotonic() - started,
-                                   detail=f"HTTP {response.status_code}{_error_text(response)}")
-            return _read_stream(response, started, deadline, monotonic)
-    except requests.RequestException as exc:
-        err = _unreachable(url, exc)
-        outcome = "refused" if err.refused else "error"
-        return ProbeResult(outcome, None if err.refused else monotonic() - started, detail=err.problem)
+        with Exchange(url, "POST", body=body, headers=_headers(api_key, {"Content-Type": "application/json"}),
+                      deadline=deadline, policy=policy, monotonic=monotonic) as ex:
+            if ex.status != 200:
+                return ProbeResult("error", monotonic() - started, detail=f"HTTP {ex.status}")
+            return _read_stream(ex, started, monotonic)
+    except HttpFailure as exc:
+        err = _failure(url, exc)
+        if isinstance(err, DestinationRefused):
+            raise err from None
+        refused = isinstance(err, Unreachable) and err.refused
+        if exc.kind == "timeout":
+            return ProbeResult("error", monotonic() - started, detail="the answer did not finish within the timeout")
+        if exc.kind == "too_large":
+            return ProbeResult("error", monotonic() - started, detail="the answer exceeded 256 KiB")
+        return ProbeResult("refused" if refused else "error", None if refused else monotonic() - started,
+                           detail=err.problem)
 
 
-def _error_text(response) -> str:
-    try:
-        raw = response.raw.read(2048, decode_content=True).decode("utf-8", "replace")
-        message = json.loads(raw).get("error", {})
-        message = message.get("message") if isinstance(message, dict) else message
-        return f": {str(message)[:200]}" if message else ""
-    except Exception:  # an error page that is no JSON says nothing more useful
-        return ""
-
-
-def _read_stream(response, started: float, deadline: float, monotonic) -> ProbeResult:
+def _read_stream(ex: Exchange, started: float, monotonic) -> ProbeResult:
     """Server-sent events: ``data: {json}`` lines until ``data: [DONE]``.
 
-    ``chunk_size=None`` hands over each chunk as it arrives (model servers stream
-    with chunked transfer encoding); a fixed size would wait for that many bytes
-    and time the first token late.
+    Lines are taken as they arrive (model servers stream with chunked transfer
+    encoding), so the first token is timed when it lands.
     """
-    ttft, chunks, received, done = None, 0, 0, False
-    for line in response.iter_lines(chunk_size=None):
-        received += len(line) + 1
+    ttft, chunks, done = None, 0, False
+    for line in ex.lines(MAX_PROBE_BYTES):
         now = monotonic()
-        if received > MAX_PROBE_BYTES:
-            return ProbeResult("error", now - started, ttft, chunks, "the answer exceeded 256 KiB")
-        if now > deadline:
-            return ProbeResult("error", now - started, ttft, chunks, "the answer did not finish within the timeout")
         if not line.startswith(b"data:"):
             continue
         payload = line[5:].strip()
@@ -203,14 +205,20 @@ class ProcessMemory:
         self.pid, self.started, self.rss, self.name = pid, started, rss, name
 
 
-def process_memory(pattern: str | None, pid: int | None, exclude: set[int]) -> list[ProcessMemory]:
-    """Processes whose name matches ``pattern`` (glob) or whose command line contains it, or ``pid``."""
+def process_memory(pattern: str | None, pid: int | None, exclude: set[int],
+                   cmdline: bool = True) -> list[ProcessMemory]:
+    """Processes whose name matches ``pattern`` (glob) or, with ``cmdline``, whose command line contains it.
+
+    An agent client gets names only (``cmdline=False``): a substring test on other
+    programs' command lines would let a count channel spell out their arguments
+    (a ``--db-password=...``) one character at a time.
+    """
     import fnmatch
 
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time", "memory_info"]):
+    for proc in psutil.process_iter(["pid", "name", "create_time", "memory_info"] + (["cmdline"] if cmdline else [])):
         info = proc.info
         if info["pid"] in exclude or info.get("memory_info") is None:
             continue
@@ -218,8 +226,9 @@ def process_memory(pattern: str | None, pid: int | None, exclude: set[int]) -> l
             hit = info["pid"] == pid
         else:
             name = info.get("name") or ""
-            cmdline = " ".join(info.get("cmdline") or ())
-            hit = fnmatch.fnmatch(name.lower(), pattern.lower()) or pattern in cmdline
+            hit = fnmatch.fnmatch(name.lower(), pattern.lower())
+            if not hit and cmdline:
+                hit = pattern in " ".join(info.get("cmdline") or ())
         if hit:
             found.append(ProcessMemory(info["pid"], float(info.get("create_time") or 0.0),
                                        int(info["memory_info"].rss), info.get("name") or ""))

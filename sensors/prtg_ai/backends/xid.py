@@ -27,6 +27,8 @@ from prtg_ai.records import record
 KMSG = Path("/dev/kmsg")
 MAX_TEXT_BYTES = 4 * 1024 * 1024   # a text log is read from its tail: the recent part matters
 MAX_RECORDS = 200_000              # the kernel ring buffer holds far fewer
+MAX_KMSG_BYTES = 16 * 1024 * 1024  # the largest ring buffer (log_buf_len max 32 MiB) is mostly shorter records
+KMSG_DEVICE = (1, 11)
 _XID = re.compile(r"NVRM: Xid \(PCI:(?P<pci>[0-9a-fA-F]+:[0-9a-fA-F]+:[0-9a-fA-F]+)(?:\.\d+)?\): "
                   r"(?P<code>\d+)\s*,?\s*(?P<detail>.*)$")
 _KMSG = re.compile(r"^(?P<prio>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;")
@@ -128,46 +130,81 @@ def boot_id(proc_root: Path) -> str | None:
         return None
 
 
-def read_log(path: Path) -> LogRead:
-    """Read the kernel log at ``path``: ``/dev/kmsg`` record by record, or a text file's tail."""
+def read_log(path: Path, roots=None) -> LogRead:
+    """Read the kernel log at ``path``: ``/dev/kmsg`` record by record, or a text file's tail.
+
+    Only a regular file or the kernel-log character device is read (a FIFO, a socket
+    or ``/dev/zero`` would block a worker or fill its memory); both are capped in
+    bytes. The file is opened non-blocking, and type-checked on the descriptor that
+    was opened, so nothing can be swapped in between.
+
+    Args:
+        roots: for a path from an agent client, the ``--allow-path`` folders it must
+            lie in (checked on the opened descriptor); None when unconfined.
+    """
+    from prtg_ai.backends.confined import OutsideAllowed, open_confined
+
     source = str(path)
     try:
-        mode = os.stat(path).st_mode
+        fd = open_confined(path, os.O_RDONLY | getattr(os, "O_BINARY", 0), roots)
+    except OutsideAllowed:
+        return LogRead(None, "--xid-log", "--xid-log is not under the agent's --allow-path folders")
     except FileNotFoundError:
         return LogRead(None, source, f"{source} does not exist")
-    except OSError as exc:
-        return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
-    try:
-        if stat.S_ISCHR(mode):
-            return LogRead(_read_kmsg(path), source)
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - MAX_TEXT_BYTES))
-            return LogRead(fh.read().decode("utf-8", errors="replace"), source)
     except PermissionError:
         return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root)")
     except OSError as exc:
         return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
-
-
-def _read_kmsg(path: Path) -> str:
-    """Read every record now in the kernel ring buffer without blocking."""
-    nonblock = getattr(os, "O_NONBLOCK", None)
-    if nonblock is None:  # Windows has no kmsg; read_log is only reached with a char device on POSIX
-        raise OSError(errno.ENOTSUP, "kmsg needs POSIX non-blocking reads")
-    fd = os.open(path, os.O_RDONLY | nonblock)
-    records = []
     try:
-        while len(records) < MAX_RECORDS:
-            try:
-                chunk = os.read(fd, 8192)  # kmsg returns exactly one record per read
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                continue  # the record was overwritten while we read: take the next one
-            if not chunk:
-                break
-            records.append(chunk.decode("utf-8", errors="replace").rstrip("\n"))
+        mode = os.fstat(fd)
+        if stat.S_ISCHR(mode.st_mode) and is_kmsg_device(mode.st_rdev):
+            return LogRead(_read_kmsg(fd), source)
+        if not stat.S_ISREG(mode.st_mode):
+            return LogRead(None, source, f"{source} is neither a regular file nor the kernel log device")
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, max(0, size - MAX_TEXT_BYTES), os.SEEK_SET)
+        return LogRead(_read_capped(fd, MAX_TEXT_BYTES).decode("utf-8", errors="replace"), source)
+    except PermissionError:
+        return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root)")
+    except OSError as exc:
+        return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
     finally:
         os.close(fd)
+
+
+def is_kmsg_device(rdev: int) -> bool:
+    """``/dev/kmsg`` is character device 1:11 on Linux (Documentation/admin-guide/devices.txt)."""
+    return (os.major(rdev), os.minor(rdev)) == KMSG_DEVICE if hasattr(os, "major") else False
+
+
+def _read_capped(fd: int, limit: int) -> bytes:
+    parts, total = [], 0
+    while total < limit:
+        try:
+            chunk = os.read(fd, min(1 << 20, limit - total))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
+
+
+def _read_kmsg(fd: int) -> str:
+    """Read every record now in the kernel ring buffer without blocking (``fd`` is non-blocking)."""
+    if not getattr(os, "O_NONBLOCK", 0):  # Windows has no kmsg
+        raise OSError(errno.ENOTSUP, "kmsg needs POSIX non-blocking reads")
+    records, total = [], 0
+    while len(records) < MAX_RECORDS and total < MAX_KMSG_BYTES:
+        try:
+            chunk = os.read(fd, 8192)  # kmsg returns exactly one record per read
+        except BlockingIOError:
+            break
+        except BrokenPipeError:
+            continue  # the record was overwritten while we read: take the next one
+        if not chunk:
+            break
+        total += len(chunk)
+        records.append(chunk.decode("utf-8", errors="replace").rstrip("\n"))
     return "\n".join(records)

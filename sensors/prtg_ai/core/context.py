@@ -30,14 +30,16 @@ class Context:
         env: the environment (PRTG placeholders, AWS settings, overrides).
         state_dir: where state and the log live (default: ``paths.default_state_dir``).
         secrets: values scrubbed from every output and log line.
+        policy: what client-supplied parameters may reach (``core.policy.ClientPolicy``);
+            set by the agent for each request, ``None`` for a script run (trusted parameters).
     """
 
     # Folders are kept as strings and handed out as ``Path`` on demand: importing
     # pathlib costs ~5 ms a scan, and a sensor answered from cache never needs it.
-    __slots__ = ("sys_path", "proc_path", "clock", "monotonic", "env", "state_path", "secrets")
+    __slots__ = ("sys_path", "proc_path", "clock", "monotonic", "env", "state_path", "secrets", "policy")
 
     def __init__(self, sys_root=None, proc_root=None, clock=time.time,
-                 monotonic=time.monotonic, env=None, state_dir=None, secrets: Scrubber | None = None):
+                 monotonic=time.monotonic, env=None, state_dir=None, secrets: Scrubber | None = None, policy=None):
         self.env = dict(os.environ) if env is None else env
         self.sys_path = os.fspath(sys_root or self.env.get(SYS_ROOT_ENV) or "/sys")
         self.proc_path = os.fspath(proc_root or self.env.get(PROC_ROOT_ENV) or "/proc")
@@ -45,6 +47,7 @@ class Context:
         self.monotonic = monotonic
         self.state_path = os.fspath(state_dir) if state_dir is not None else default_state_path(self.env)
         self.secrets = secrets if secrets is not None else Scrubber()
+        self.policy = policy
 
     @property
     def sys_root(self):

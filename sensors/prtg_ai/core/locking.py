@@ -8,8 +8,16 @@ Both locks vanish when the process dies, so a crashed scan never leaves a stale 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
+
+_SAFE = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _regular(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 class LockTimeout(Exception):
@@ -26,7 +34,12 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # No symlink followed (a planted .lock must not create or truncate a file elsewhere),
+        # never blocking on a FIFO, and only a regular file is locked.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _SAFE, 0o600)
+        if not _regular(fd):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
         deadline = time.monotonic() + self.timeout
         try:
             while not _try_lock(fd):

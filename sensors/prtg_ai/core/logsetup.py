@@ -37,6 +37,34 @@ class ScrubFilter(logging.Filter):
         return True
 
 
+def _safe_file_handler(log_path: Path) -> logging.Handler:
+    """A rotating log file opened without following symlinks; a failed write is dropped quietly.
+
+    A planted ``prtg-ai.log`` symlink must not make root append to another file, and
+    a full or read-only folder must not print logging's traceback on stderr (which
+    SSH Script Advanced would show to PRTG).
+    """
+    import os
+    from logging.handlers import RotatingFileHandler
+
+    class SafeRotatingFileHandler(RotatingFileHandler):
+        def _open(self):
+            flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(self.baseFilename, flags, 0o600)
+            import stat
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(f"{self.baseFilename} is not a regular file")
+            return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+        def handleError(self, record):  # noqa: ARG002 - logging API
+            pass  # losing a log line beats a traceback on the sensor's stderr
+
+    return SafeRotatingFileHandler(log_path, maxBytes=_MAX_BYTES, backupCount=2, encoding="utf-8", delay=True)
+
+
 def configure(state_dir: Path, env: Mapping[str, str], scrubber: Scrubber) -> Path | None:
     """Attach one scrubbing handler to the ``prtg_ai`` logger; return the log file, if any."""
     logger = logging.getLogger("prtg_ai")
@@ -54,13 +82,15 @@ def configure(state_dir: Path, env: Mapping[str, str], scrubber: Scrubber) -> Pa
         handler = logging.NullHandler()
     else:
         try:
-            from logging.handlers import RotatingFileHandler
+            from prtg_ai.core.state import secure_folder
 
-            state_dir = Path(state_dir)
+            folder, _ = secure_folder(str(state_dir))
+            if folder is None:
+                raise OSError("the state folder is open to other users")
+            state_dir = Path(folder)
             state_dir.mkdir(parents=True, exist_ok=True)
             log_path = state_dir / LOG_NAME
-            handler = RotatingFileHandler(log_path, maxBytes=_MAX_BYTES, backupCount=2,
-                                          encoding="utf-8", delay=True)
+            handler = _safe_file_handler(log_path)
         except OSError:
             handler, log_path = logging.NullHandler(), None
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))

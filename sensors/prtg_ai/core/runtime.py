@@ -43,7 +43,37 @@ class Outcome:
 
 
 def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult:
-    """Run a sensor and return its SensorResult; every failure becomes an error result."""
+    """Run a sensor and return its SensorResult; every failure becomes an error result.
+
+    A state file with well-formed JSON but contents of the wrong type (hand-edited,
+    planted, written by a buggy build) would make every later scan fail the same
+    way; so when a run fails unexpectedly after loading state, the files it loaded
+    are set aside (``.corrupt``) and the sensor runs once more from a fresh baseline.
+    """
+    from prtg_ai.core import state
+
+    run = state.begin_run()
+    result = _run_once(sensor_id, argv, ctx)
+    if run.get("crashed") and run["loaded"]:
+        names = [f for f in run["loaded"] if state.set_aside(f)]
+        if names:
+            log.warning("Set aside state file(s) %s after an internal error; retrying with a fresh baseline", names)
+            run = state.begin_run()
+            result = _run_once(sensor_id, argv, ctx)
+            result.note(f"State file(s) {', '.join(sorted(_base(n) for n in names))} held unexpected contents; "
+                        f"set aside as .corrupt and started a fresh baseline")
+    for note in run["late"]:
+        result.note(note)  # e.g. a state that could not be saved, noticed after the sensor built its text
+    return _scrubbed(result, ctx)
+
+
+def _base(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _run_once(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult:
+    from prtg_ai.core.state import _RUN
+
     started = time.perf_counter()
     for var in SECRET_ENV:
         ctx.secrets.register(ctx.env.get(var))
@@ -70,11 +100,14 @@ def run_sensor(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResul
         result = SensorResult.failure(f"Sensor {sensor_id!s:.60} ran out of memory. Check the host's free memory.")
     except Exception as exc:  # the guard: a bug must still give PRTG a clean error
         log.exception("Unexpected error in sensor %r", sensor_id)
+        run = _RUN.get()
+        if run is not None:
+            run["crashed"] = True
         result = SensorResult.failure(
             f"Internal error in sensor {sensor_id!s:.60} ({type(exc).__name__}: {str(exc)[:300]}). "
             f"Details are in the log under {ctx.state_path}; please report it with that log."
         )
-    return _scrubbed(result, ctx)
+    return result
 
 
 def _apply_baselines(sensor, result: SensorResult, names: tuple[str, ...], ctx: Context) -> None:

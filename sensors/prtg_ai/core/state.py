@@ -11,15 +11,31 @@ small JSON file per sensor instance (sensor id + the parameters that identify it
 * A corrupt, truncated, foreign or unreadable file is set aside (``.corrupt``) and a
   fresh baseline starts, with a note for the sensor message; never an exception.
 * A state that cannot be saved (read-only folder, full disk) keeps the old file
-  and adds a note; the scan still reports.
+  and adds a note; the scan still reports (the runtime adds notes that arrive
+  after the sensor copied its notes: ``late_notes``).
+
+Hostile folders (the folder may be shared with other local users):
+
+* a folder writable by group or others, or owned by another user (not root), is
+  not used as it is: state goes to a private ``prtg-ai-<uid>`` subfolder (0700,
+  ours, no symlink), or is not kept at all (``secure_folder``);
+* state, lock and log files are opened without following symlinks, non-blocking,
+  and only regular files are read, at most ``MAX_STATE_BYTES``;
+* a file whose contents have the wrong types makes the sensor fail once: the
+  runtime sets every state file that run loaded aside (``.corrupt``) and runs the
+  sensor again from a fresh baseline (``loaded_files``), so it never sticks;
+* at most ``MAX_STATE_FILES`` instance files are kept, and files unused for
+  ``STATE_EXPIRE_S`` are removed, checked whenever a new instance file is created.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import zlib
+from contextvars import ContextVar
 
 from prtg_ai.core.locking import FileLock, LockTimeout
 from prtg_ai.core.log import get_logger
@@ -32,7 +48,173 @@ if TYPE_CHECKING:
 FORMAT = "prtg-ai-state"
 VERSION = 1
 LOCK_TIMEOUT_S = 10.0
+MAX_STATE_BYTES = 16 * 1024 * 1024  # the largest legitimate file (a gpu_spend cost cache) is far below
+MAX_STATE_FILES = 1000  # instance files per folder: a node's sensors need tens; client-chosen ids could need more
+STATE_EXPIRE_S = 30 * 86400.0  # an instance file unused this long belongs to a sensor that is gone
+FILE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 log = get_logger("prtg_ai.state")
+# Per run (the agent runs sensors in threads; each run sets its own): files loaded, late notes.
+_RUN: ContextVar[dict | None] = ContextVar("prtg_ai_state_run", default=None)
+_SECURED: dict[str, tuple[str | None, str | None]] = {}
+
+
+def begin_run() -> dict:
+    """Start tracking the state files and late notes of one sensor run (the runtime calls this)."""
+    run = {"loaded": [], "late": []}
+    _RUN.set(run)
+    return run
+
+
+def secure_folder(folder: str) -> tuple[str | None, str | None]:
+    """The folder to keep state in, and a note when it is not ``folder`` itself.
+
+    A folder that other users may write to (group/world-writable) or that another
+    user owns could receive planted symlinks; state then goes to a private
+    subfolder ``prtg-ai-<uid>`` (mode 0700, owned by us, not a symlink). Returns
+    ``(None, why)`` when no safe folder can be had. POSIX only; Windows ACLs are
+    set by the installer. Cached per process.
+    """
+    if not hasattr(os, "geteuid"):
+        return folder, None
+    cached = _SECURED.get(folder)
+    if cached is not None:
+        return cached
+    uid = os.geteuid()
+    try:
+        os.makedirs(folder, exist_ok=True)
+        st = os.stat(folder)
+    except OSError:
+        return folder, None  # the caller reports the folder as unusable
+    if st.st_uid in (uid, 0) and not st.st_mode & 0o022:
+        answer: tuple[str | None, str | None] = (folder, None)
+    else:
+        private = os.path.join(folder, f"prtg-ai-{uid}")
+        try:
+            os.mkdir(private, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            answer = (None, f"state folder {folder} is writable by other users or owned by another one, and "
+                            f"no private subfolder could be made ({exc.strerror or exc})")
+            _SECURED[folder] = answer
+            return answer
+        try:
+            pst = os.lstat(private)
+        except OSError:
+            pst = None
+        if pst is None or not stat.S_ISDIR(pst.st_mode) or pst.st_uid != uid or pst.st_mode & 0o077:
+            answer = (None, f"state folder {folder} is writable by other users or owned by another one, and its "
+                            f"private subfolder prtg-ai-{uid} is not private (not ours, a symlink, or open to others)")
+        else:
+            answer = (private, f"state folder {folder} is writable by other users; kept state in prtg-ai-{uid}")
+    _SECURED[folder] = answer  # before logging: the log file's own set-up asks for this folder too
+    if answer[1]:
+        log.warning("State folder %r: %s", folder, answer[1])
+    return answer
+
+
+def read_state_bytes(path: str, limit: int = MAX_STATE_BYTES) -> bytes:
+    """A state file's bytes: no symlink followed, never blocking, regular files only, at most ``limit``.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: it is not a regular file or is larger than ``limit`` (text says which).
+        OSError: it cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if getattr(exc, "errno", None) == 40:  # ELOOP: the name is a symlink
+            raise ValueError("unreadable (a symlink, not a state file)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("unreadable (not a regular file)")
+        if st.st_size > limit:
+            raise ValueError(f"larger than {limit // (1024 * 1024)} MiB")
+        parts, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ValueError(f"larger than {limit // (1024 * 1024)} MiB")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def loaded_files() -> list[str]:
+    """State files this run loaded with content (the runtime sets them aside after a crash)."""
+    run = _RUN.get()
+    return list(run["loaded"]) if run else []
+
+
+def late_notes() -> list[str]:
+    """Notes raised after a sensor copied its session's notes (a failed save)."""
+    run = _RUN.get()
+    return list(run["late"]) if run else []
+
+
+def set_aside(path: str) -> bool:
+    """Rename ``path`` to ``<stem>.corrupt`` (the file or symlink itself, never its target)."""
+    try:
+        os.replace(path, os.path.splitext(path)[0] + ".corrupt")
+        return True
+    except OSError:
+        return False
+
+
+def prune(folder: str, now: float, keep: str | None = None, limit: int | None = None,
+          expire_s: float | None = None) -> int:
+    """Remove expired instance files, then the oldest beyond ``limit``; return how many were removed."""
+    from prtg_ai.core.locking import FileLock, LockTimeout
+
+    limit = MAX_STATE_FILES if limit is None else limit
+    expire_s = STATE_EXPIRE_S if expire_s is None else expire_s
+
+    try:
+        with os.scandir(folder) as it:
+            files = []
+            for entry in it:
+                if entry.name.endswith((".json", ".corrupt")) and entry.path != keep:
+                    try:
+                        files.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+                    except OSError:
+                        continue
+    except OSError:
+        return 0
+    files.sort()
+    excess = max(0, len([f for f in files if f[1].endswith(".json")]) + 1 - limit)
+    removed = 0
+    for mtime, path in files:
+        expired = now - mtime > expire_s
+        if not expired and (excess <= 0 or not path.endswith(".json")):
+            continue
+        stem = os.path.splitext(path)[0]
+        lock = FileLock(stem + ".lock", timeout=0)
+        try:
+            lock.acquire()  # never remove an instance another scan is using
+        except (LockTimeout, OSError):
+            continue
+        try:
+            os.unlink(path)
+            removed += 1
+            if path.endswith(".json"):
+                excess -= 1
+            if not os.path.exists(stem + ".json"):
+                os.unlink(stem + ".lock")
+        except OSError:
+            pass
+        finally:
+            lock.release()
+    if removed:
+        log.info("Removed %d unused state file(s) from %r", removed, folder)
+    return removed
 
 
 def instance_file_stem(sensor_id: str, identity: dict[str, Any]) -> str:
@@ -48,7 +230,10 @@ class StateSession:
     def __init__(self, directory, sensor_id: str, identity: dict[str, Any],
                  max_samples: int = 1024, lock_timeout: float = LOCK_TIMEOUT_S):
         # Strings inside (no pathlib import on a scan's path); Path views for callers below.
-        self.folder = os.fspath(directory)
+        self.requested = os.fspath(directory)
+        self.folder, self._folder_problem = secure_folder(self.requested)
+        if self.folder is None:
+            self.folder = self.requested
         self.sensor_id = sensor_id
         self.identity = identity
         self.max_samples = max_samples
@@ -77,6 +262,9 @@ class StateSession:
 
     # -- context manager -------------------------------------------------
     def __enter__(self) -> "StateSession":
+        if self.folder == self.requested and self._folder_problem:
+            self._cannot_persist(self._folder_problem)
+            return self
         try:
             os.makedirs(self.folder, exist_ok=True)
         except OSError as exc:
@@ -97,7 +285,11 @@ class StateSession:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None and self.writable:
+                before = len(self.notes)
                 self.save()
+                run = _RUN.get()
+                if run is not None:
+                    run["late"].extend(self.notes[before:])  # the sensor has copied its notes already
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -115,9 +307,13 @@ class StateSession:
 
     def _load(self) -> None:
         try:
-            with open(self.file, "rb") as fh:
-                raw = fh.read()
+            raw = read_state_bytes(self.file)
         except FileNotFoundError:
+            return
+        except ValueError as exc:
+            self.notes.append(f"State file {self._name} was {exc}; set it aside and started a fresh baseline")
+            log.warning("Discarding state file %r: %s", self.file, exc)
+            self._set_aside()
             return
         except OSError as exc:
             self.notes.append(f"State file {self._name} is unreadable ({exc.strerror or exc}); started a fresh baseline")
@@ -146,15 +342,14 @@ class StateSession:
         self.samples = samples[-self.max_samples:]
         self.data = data
         self.fresh = False
+        run = _RUN.get()
+        if run is not None and (samples or data):
+            run["loaded"].append(self.file)
         return None
 
     def _set_aside(self) -> None:
-        if not self.writable:
-            return
-        try:
-            os.replace(self.file, os.path.splitext(self.file)[0] + ".corrupt")
-        except OSError:
-            pass
+        if self.writable:
+            set_aside(self.file)
 
     # -- saving ----------------------------------------------------------
     def append(self, sample: Any) -> None:
@@ -173,9 +368,11 @@ class StateSession:
         }
         payload = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
         tmp_name = None
+        if self.fresh and not os.path.lexists(self.file):
+            prune(self.folder, time.time(), keep=self.file)  # a new instance: keep the folder bounded
         try:
             tmp_name = f"{os.path.splitext(self.file)[0]}.{os.getpid()}.{time.time_ns()}.tmp"
-            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), FILE_MODE)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
                 fh.flush()
