@@ -77,7 +77,7 @@ def _page(sensor):
     from prtg_ai.backends import dcgm
 
     url = dcgm.check_url(sensor.values.get("dcgm_url"))
-    text = dcgm.fetch(url, DCGM_TIMEOUT, sensor.ctx.monotonic)
+    text = dcgm.fetch(url, DCGM_TIMEOUT, sensor.ctx.monotonic, sensor.ctx.policy)
     return dcgm.parse(text, url), url
 
 

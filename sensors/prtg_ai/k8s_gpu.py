@@ -107,6 +107,8 @@ class K8sGpuSensor(Sensor):
             # The pod's own service-account token goes only to the pod's own API server.
             raise ConfigError("token_file", "with --api-url other than the in-cluster API server, give the token "
                                             "for that server with --token-file")
+        if api_url and self.ctx.policy is not None:
+            k8s.check_destination(api_url, self.ctx.policy, self.values["timeout"])
         return k8s.config(api_url, str(token_file) if token_file else None,
                           str(self.values["ca_file"]) if self.values["ca_file"] else None, env,
                           timeout=self.values["timeout"])
@@ -202,7 +204,7 @@ class K8sGpuSensor(Sensor):
         from prtg_ai.backends import dcgm
 
         url = dcgm.check_url(self.values["dcgm_url"])
-        page = dcgm.parse(dcgm.fetch(url, DCGM_TIMEOUT, self.ctx.monotonic), url)
+        page = dcgm.parse(dcgm.fetch(url, DCGM_TIMEOUT, self.ctx.monotonic, self.ctx.policy), url)
         out = []
         for g in page.gpus:
             s = g.sample

@@ -61,8 +61,9 @@ _SENSOR_PATH = re.compile(r"/sensors/([a-z][a-z0-9_]{0,63})/?")  # fullmatch: "$
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 # What a node agent serves unless --sensors says otherwise: the sensors that read this node
-# only. inference (client-chosen URLs) and gpu_spend (AWS requests that cost money) are opt-in.
-DEFAULT_SENSORS = ("gpu", "gpu_host", "east_west", "checkpoint_volume")
+# only (k8s_gpu: this node as its API server sees it). inference (client-chosen URLs) and gpu_spend
+# (AWS requests that cost money) are opt-in.
+DEFAULT_SENSORS = ("gpu", "gpu_host", "east_west", "checkpoint_volume", "node_security", "k8s_gpu")
 # Environment variables holding keys for servers a parameter names: never given to a run
 # whose parameters came from a client (keys come from --api-key-file for named origins).
 CLIENT_DESTINATION_SECRETS = ("PRTG_AI_INFERENCE_API_KEY", "OPENAI_API_KEY")

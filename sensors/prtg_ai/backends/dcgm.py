@@ -115,10 +115,15 @@ class DcgmPage:
     missing: list[str] = field(default_factory=list)  # wanted DCGM fields the page lacks
 
 
-def fetch(url: str, timeout: float, monotonic) -> str:
-    """The exporter's page text (``http_metrics`` bounds size and time; no credentials are sent)."""
+def fetch(url: str, timeout: float, monotonic, policy=None) -> str:
+    """The exporter's page text (``http_metrics`` bounds size and time; no credentials are sent).
+
+    ``policy`` is the agent client's ``ClientPolicy`` (None in script mode): through the
+    agent, ``--dcgm-url`` must lie inside the agent's ``--allow-url``.
+    """
     try:
-        return http_metrics.fetch_text(url, timeout, None, monotonic, limit=MAX_PAGE_BYTES)
+        return http_metrics.fetch_text(url, monotonic() + timeout, None, monotonic, limit=MAX_PAGE_BYTES,
+                                       policy=policy)
     except http_metrics.Unreachable as exc:
         raise SensorError(exc.problem, "Is dcgm-exporter running on that node (GPU Operator: kubectl -n gpu-operator "
                                        "get pods -l app=nvidia-dcgm-exporter) and is --dcgm-url its address, port "

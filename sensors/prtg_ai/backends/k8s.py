@@ -93,6 +93,24 @@ def read_token(path: str, param: str = "token_file") -> str:
     return token
 
 
+def check_destination(api_url: str, policy, timeout: float) -> None:
+    """Refuse an agent client's ``--api-url`` outside the agent's ``--allow-url`` (or link-local).
+
+    A node may configure ``--token-file`` through ``serve --sensor-defaults``; a client
+    that could then choose ``api_url`` freely would make the agent send that token to
+    a server of the client's choosing.
+    """
+    from prtg_ai.backends.bounded_http import HttpFailure, checked_addresses
+
+    try:
+        checked_addresses(api_url, policy, timeout)
+    except HttpFailure as exc:
+        if exc.kind == "destination":
+            raise ConfigError("api_url", "this agent does not connect there: through the agent, the API server "
+                                         "must lie inside its --allow-url (link-local addresses never)") from None
+        # Unresolvable: the request itself reports it as unreachable.
+
+
 def config(api_url: str | None, token_file: str | None, ca_file: str | None, env, timeout: float = 10.0) -> ApiConfig:
     """The API server settings from parameters, falling back to the in-cluster defaults."""
     import os
