@@ -87,7 +87,7 @@ def fetch_text(url: str, timeout: float, api_key: str | None = None, monotonic=t
                                   "Set the API key (--api-key, PRTG_AI_INFERENCE_API_KEY or OPENAI_API_KEY).")
             if response.status_code != 200:
                 raise SensorError(f"{url} answered HTTP {response.status_code}.",
-                                  "Is --url the model server, and --metrics-path its metrics page?")
+                                  "Is --url the model server, and --metrics-url its metrics page?")
             body = _read_bounded(response, limit, deadline, monotonic)
             return body.decode(response.encoding or "utf-8", errors="replace")
     except requests.RequestException as exc:
@@ -95,11 +95,18 @@ def fetch_text(url: str, timeout: float, api_key: str | None = None, monotonic=t
 
 
 def list_models(base_url: str, timeout: float, api_key: str | None = None, monotonic=time.monotonic) -> list[str]:
-    """Model ids from ``GET /v1/models`` (empty when the server does not say)."""
+    """Model ids from ``GET /v1/models`` (empty when the server does not say).
+
+    Raises ``Unreachable`` (``refused``) when nothing listens: that is the probe's answer.
+    """
     try:
         text = fetch_text(base_url + "/v1/models", timeout, api_key, monotonic, MAX_MODELS_BYTES)
         data = json.loads(text).get("data", [])
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    except Unreachable as exc:
+        if exc.refused:
+            raise
+        return []
     except (SensorError, ValueError, AttributeError):
         return []
 
