@@ -598,11 +598,22 @@ class EastWestSensor(Sensor):
         self._port_notes(result, fabric, readings, baseline is not None)
         self._left_out(result, fabric + frontend, readings, baseline is not None)
         if self.values.get("explain"):
-            result.note("Classification: " + "; ".join(
-                [f"{p.label} {'front-end' if p.role == 'frontend' else 'fabric'} ({p.why}"
-                 + (f", data counters x{p.scale['rx_bytes']} bytes" if p.kind != "NIC" else "") + ")"
-                 for p in ports] + [s.replace(" (", " ignored (", 1) for s in skipped]))
+            result.note(self._explain(ports, skipped))
         return result
+
+    @staticmethod
+    def _explain(ports: list[Port], skipped: list[str]) -> str:
+        """Every counted port with its role and why, and the ignored interfaces grouped by why."""
+        counted = [f"{p.label} {'front-end' if p.role == 'frontend' else 'fabric'} ({p.why}"
+                   + (f", data counters x{p.scale['rx_bytes']} bytes" if p.kind != "NIC" else "") + ")"
+                   for p in ports]
+        ignored: dict[str, list[str]] = {}
+        for entry in skipped:
+            name, _, why = entry.partition(" (")
+            ignored.setdefault(why.rstrip(")"), []).append(name)
+        return "Classification: " + "; ".join(
+            [_shown(counted, 12)] * bool(counted)
+            + [f"ignored ({why}): {_shown(names)}" for why, names in sorted(ignored.items())])
 
     @staticmethod
     def _left_out(result: SensorResult, ports: list[Port], readings: dict[str, Reading], baseline: bool) -> None:

@@ -74,17 +74,17 @@ def test_bonded_host_counts_a_slave_once_and_the_same_bytes_in_one_role(tmp_path
     # 0 fabric alarms by default
     assert ch["Fabric Ports Not Active"] == 0 and ch["Port int Link State"] == ew.LINK_ACTIVE
     assert "Left out of the totals" not in second.message()
-    assert "dmz front-end (default route); int fabric (hardware, no default route)" in second.message()
+    assert ("Classification: dmz front-end (default route), int fabric (hardware, no default route); "
+            "ignored (bond without slaves): bond0; ignored (in bond dmz, counted there): eth0") in second.message()
 
 
 def test_container_host_ignores_bridges_veths_overlays_and_spare_ports(tmp_path, scan, clock):
     first, second = _two_scans(tmp_path, scan, clock, "container_host", "--explain")
     msg = second.message()
     assert first.text.startswith("Fabric: none found")
-    for name, why in (("docker0", "bridge"), ("cni0", "bridge"), ("vethf345468", "veth/VLAN"),
-                      ("veth3a1f9c02", "veth/VLAN"), ("flannel.1", "virtual, no hardware device"),
-                      ("ifb0", "virtual, no hardware device")):
-        assert f"{name} ignored ({why}" in msg
+    assert "ignored (bridge): cni0, docker0" in msg
+    assert "ignored (veth/VLAN, stacked on another device): veth3a1f9c02, veth7bc2d418, vethf345468" in msg
+    assert "ignored (virtual, no hardware device): flannel.1, ifb0" in msg
     ch = channels(second)
     assert ch["Front-end RX"] == 100_000 and ch["Front-end TX"] == 50_000
     # No fabric channel at all: nothing to alarm on, and docker0's/cni0's bytes are nowhere.
@@ -173,3 +173,10 @@ def test_spare_ports_and_rdma_netdevs():
     assert got["eth1"] == ("skip", "down and never carried traffic")
     assert got["eth2"] == ("fabric", "hardware, no default route")  # it carried traffic: its loss alarms
     assert got["ens3np0"] == ("fabric", "RoCE netdev")
+
+
+def test_explain_stays_short_on_a_node_with_many_pods():
+    skipped = [f"veth{i:03d} (veth/VLAN, stacked on another device)" for i in range(60)]
+    text = ew.EastWestSensor._explain([], skipped)
+    assert text == ("Classification: ignored (veth/VLAN, stacked on another device): veth000, veth001, veth002, "
+                    "veth003, veth004, veth005 and 54 more")
