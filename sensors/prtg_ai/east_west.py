@@ -25,8 +25,11 @@ interface with its role and the reason), decided from sysfs facts, never from na
 * ignored unless named: virtual interfaces (a ``bridge/`` folder: docker0, cni0,
   virbr0; ``tun_flags``: tun/tap; ``iflink`` other than ``ifindex``: veth, VLAN,
   macvlan; no ``device`` link: dummy, ifb, vxlan/flannel/calico/weave overlays),
-  loopback, a bond without slaves, and a hardware port that is down and never
-  carried a byte (a spare port does not alarm);
+  loopback, a bond without slaves, a hardware port that is down and never
+  carried a byte, and an RDMA port whose physical state is Disabled (switched off by
+  the admin) and never carried a byte (a spare port does not alarm; an enabled
+  RDMA port that is down does, even if it never carried traffic: a rail that never
+  came up is a fault);
 * a bond slave takes its bond's role and is counted once, as the bond (the bond's
   counters are the sum of its slaves'); naming a slave with ``--interface`` does not
   count it on its own;
@@ -455,8 +458,15 @@ def classify(devs: Iterable[netdev.NetDev], ib_ports: Iterable[netdev.IbPort], n
     """
     devs = list(devs)
     by_name = {d.name: d for d in devs}
-    ports = [port_of_ib(p) for p in sorted(ib_ports, key=lambda p: (p.device, p.port))]
+    ports: list[Port] = []
     skipped: list[str] = []
+    for ib in sorted(ib_ports, key=lambda p: (p.device, p.port)):
+        data = [ib.counters.get(n) for n in ("port_rcv_data", "port_xmit_data")]
+        if ib.phys_state == PHYS_DISABLED and all(c is not None and c.value == 0 for c in data):
+            # switched off by the admin and never used: a spare port, not a fault
+            skipped.append(f"{ib.name} (disabled and never carried traffic)")
+            continue
+        ports.append(port_of_ib(ib))
     for decision in decide_roles(devs, named, default_route):
         if decision.role == "skip":
             skipped.append(f"{decision.name} ({decision.why})")

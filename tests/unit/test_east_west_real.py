@@ -180,3 +180,18 @@ def test_explain_stays_short_on_a_node_with_many_pods():
     text = ew.EastWestSensor._explain([], skipped)
     assert text == ("Classification: ignored (veth/VLAN, stacked on another device): veth000, veth001, veth002, "
                     "veth003, veth004, veth005 and 54 more")
+
+
+def test_a_disabled_unused_rdma_port_does_not_alarm_but_a_dead_enabled_one_does(tmp_path, scan):
+    host = Host(tmp_path, "omnipath_hfi1")
+    port = host.sys / "class/infiniband/hfi1_0/ports/1"
+    (port / "state").write_text("1: DOWN\n")
+    (port / "phys_state").write_text("3: Disabled\n")
+    for name in ("port_rcv_data", "port_xmit_data"):
+        (port / "counters" / name).write_text("0\n")
+    result = scan(host)
+    assert "hfi1_0/1 (disabled and never carried traffic)" in result.text
+    assert "Fabric Ports Not Active" not in channels(result)
+    (port / "phys_state").write_text("2: Polling\n")  # enabled, no link: a rail that never came up
+    result = scan(host)
+    assert channels(result)["Fabric Ports Not Active"] == 1
