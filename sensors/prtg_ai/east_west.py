@@ -31,8 +31,8 @@ interface with its role and the reason), decided from sysfs facts, never from na
   RDMA port that is down does, even if it never carried traffic: a rail that never
   came up is a fault);
 * a bond slave takes its bond's role and is counted once, as the bond (the bond's
-  counters are the sum of its slaves'); naming a slave with ``--interface`` does not
-  count it on its own;
+  counters are the sum of its slaves'); naming a slave with ``--interface`` names
+  its bond;
 * IPoIB interfaces (``ib0``...) are skipped unless named: their traffic is already in
   their HCA port's counters. RoCE HCA counters count RDMA traffic only (mlx5 vport
   counters), the RoCE netdev counts the rest, so both are fabric and nothing is
@@ -394,6 +394,10 @@ def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
             lowers.setdefault(f.master, set()).add(d.name)
         if f.ifindex is not None and f.iflink not in (None, 0, f.ifindex) and f.iflink in by_index:
             lowers[d.name].add(by_index[f.iflink])
+    if named is not None:
+        # naming a bond slave names its bond: the slave is only counted there
+        named = list(named) + [masters[n] for n in named if n in masters and masters[n] in by_name
+                               and (by_name[masters[n]].facts or netdev.NetFacts()).bond]
     # The default route's devices and everything below them (bond slaves, a bridge's
     # hardware port, a VLAN's parent) carry front-end traffic.
     front: dict[str, str] = {}

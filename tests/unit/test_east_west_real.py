@@ -195,3 +195,25 @@ def test_a_disabled_unused_rdma_port_does_not_alarm_but_a_dead_enabled_one_does(
     (port / "phys_state").write_text("2: Polling\n")  # enabled, no link: a rail that never came up
     result = scan(host)
     assert channels(result)["Fabric Ports Not Active"] == 1
+
+
+def test_naming_a_bond_slave_names_its_bond():
+    devs = [dev("bond1", index=5, device=False, bond=True, bond_slaves=("ens1", "ens2")),
+            dev("ens1", index=2), dev("ens2", index=3), dev("eth0", index=4)]
+    got = roles(devs, named=["ens1"], default=["eth0"])
+    assert got["bond1"] == ("fabric", "named")
+    assert got["ens1"] == ("skip", "in bond bond1, counted there")
+    assert got["eth0"] == ("frontend", "default route")
+
+
+@pytest.mark.parametrize("args,shown", [(["--explain"], True), (["--explain", "yes"], True),
+                                        (["--explain", "no"], False), (["--explain=0"], False)])
+def test_explain_flag_forms(tmp_path, scan, args, shown):
+    result = scan(Host(tmp_path, "bonded_host"), *args)
+    assert ("Classification: " in result.message()) is shown
+
+
+def test_explain_with_a_bad_value_names_the_parameter(tmp_path, sensor_run, make_ctx):
+    host = Host(tmp_path, "bonded_host")
+    result = sensor_run("east_west", ["--explain", "maybe"], make_ctx(sys_root=host.sys, proc_root=host.proc))
+    assert result.error and "--explain" in result.message()
