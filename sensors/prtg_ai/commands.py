@@ -82,7 +82,10 @@ def validate_cmd(source: str) -> None:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {source}: {exc}") from None
-    problems = validate(text)
+    notes: list[str] = []
+    problems = validate(text, notes)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if problems:
         for p in problems:
             click.echo(f"invalid: {p}", err=True)

@@ -11,23 +11,42 @@ the GPU node over SSH or through the agent), read access to sysfs (no root), and
 writable state folder: rates are computed here from the previous scan's counters
 over the real elapsed time, never by PRTG's Difference mode.
 
-Classification by role (said in the message every scan):
+Classification by role (said in the message every scan; ``--explain`` lists every
+interface with its role and the reason), decided from sysfs facts, never from names:
 
-* fabric = every InfiniBand port, every RoCE port (``link_layer`` Ethernet) of the
-  devices ``--hca`` selects (default: all), and the NICs ``--interface`` names
-  (default: every non-loopback interface that does not carry a default route);
-* front-end = the other NICs; loopback is never counted;
+* only directories under ``class/net`` are interfaces (``bonding_masters`` is a file);
+* fabric = every InfiniBand / Omni-Path port and every RoCE port (``link_layer``
+  Ethernet) of the devices ``--hca`` selects (default: all); the interfaces
+  ``--interface`` names; RDMA-capable netdevs (``device/infiniband/`` exists); and by
+  default any other hardware NIC or bond without a default route;
+* front-end = the interfaces carrying a default route and every device below them
+  (a bond's slaves, a bridge's hardware port, a VLAN's parent); with ``--interface``,
+  the hardware NICs not named;
+* ignored unless named: virtual interfaces (a ``bridge/`` folder: docker0, cni0,
+  virbr0; ``tun_flags``: tun/tap; ``iflink`` other than ``ifindex``: veth, VLAN,
+  macvlan; no ``device`` link: dummy, ifb, vxlan/flannel/calico/weave overlays),
+  loopback, a bond without slaves, a hardware port that is down and never
+  carried a byte, and an RDMA port whose physical state is Disabled (switched off by
+  the admin) and never carried a byte (a spare port does not alarm; an enabled
+  RDMA port that is down does, even if it never carried traffic: a rail that never
+  came up is a fault);
+* a bond slave takes its bond's role and is counted once, as the bond (the bond's
+  counters are the sum of its slaves'); naming a slave with ``--interface`` names
+  its bond;
 * IPoIB interfaces (``ib0``...) are skipped unless named: their traffic is already in
   their HCA port's counters. RoCE HCA counters count RDMA traffic only (mlx5 vport
   counters), the RoCE netdev counts the rest, so both are fabric and nothing is
   counted twice.
 
-Counter rules: IB data counters are 4-byte words (x4); the 64-bit extended counters
+Counter rules: IB data counters are 4-byte words (x4), Omni-Path (``hfi1``) data
+counters are 8-byte flits (x8, ``DATA_UNIT``); the 64-bit extended counters
 are preferred; a 32-bit data counter stuck at all ones is saturated (no rate, said
 in the message); error counters (4-16 bit) are reported as changes per scan, never
 as rates. The first scan, a reboot (boot id changed), a counter reset (new < old)
 and a clock step give "collecting baseline" or omit the value, never a negative or
-absurd rate (``prtg_ai.counters``).
+absurd rate (``prtg_ai.counters``). Every port left out of a total in a scan (no
+rate: saturated, reset, a rate above the link speed, unreadable) is named in the
+message with the reason.
 
 Aggregation rule (PRTG allows 50 channels): per-port channels (RX, TX, Link State,
 Physical State) for the first 8 fabric ports (InfiniBand/RoCE ports by device and
@@ -177,6 +196,12 @@ def evaluate(port: Port, previous: dict[str, int] | None, previous_t: float, now
         result = saturating_rate(_int(prev.get(key)), previous_t, counter, now, scale, max_rate)
         if result.value is None:
             reading.missing[key] = result.reason or "no rate"
+            old = _int(prev.get(key))
+            if result.reason and result.reason.startswith("rate above") and old is not None and now > previous_t:
+                computed = (counter.value - old) * scale / (now - previous_t)
+                limit = "link speed" if port.physical_ceiling else "sanity ceiling for NICs"
+                reading.missing[key] = (f"computed {_rate_text(computed)}, above the {limit} "
+                                        f"{_rate_text(max_rate)}: counter reset or clock step")
             if result.reason and "saturated" in result.reason:
                 reading.saturated.append(_raw_name(port, key))
             elif result.reason == "counter reset":
@@ -267,17 +292,19 @@ def phys_of_nic(dev: netdev.NetDev) -> int:
 
 def port_of_ib(ib: netdev.IbPort) -> Port:
     kind = {"infiniband": "InfiniBand", "ethernet": "RoCE"}.get((ib.link_layer or "").lower(), "InfiniBand")
+    if kind == "InfiniBand" and data_unit(ib) == DATA_UNIT["hfi1"]:
+        kind = "Omni-Path"
     counters = {key: ib.counters[raw] for key, raw in IB_MAP.items() if raw in ib.counters}
     counters.update({key: ib.hw_counters[raw] for key, raw in HW_MAP.items() if raw in ib.hw_counters})
     problems = {raw: why for raw, why in ib.problems.items()}
     return Port(
         key=f"ib:{ib.name}", label=ib.name, kind=kind, role="fabric",
-        why="RoCE" if kind == "RoCE" else "InfiniBand",
+        why=kind,
         link=ib.state if ib.state in range(1, 6) else LINK_UNKNOWN,
         phys=ib.phys_state if ib.phys_state in range(1, PHYS_MAX + 1) else PHYS_UNKNOWN,
         state_text=f"{ib.state_text or '?'}, {ib.phys_text or '?'}",
         speed=ib.rate_bytes, physical_ceiling=True, counters=counters,
-        scale={"rx_bytes": IB_DATA_WORD, "tx_bytes": IB_DATA_WORD}, problems=problems,
+        scale={"rx_bytes": data_unit(ib), "tx_bytes": data_unit(ib)}, problems=problems,
     )
 
 
@@ -292,6 +319,137 @@ def port_of_nic(dev: netdev.NetDev, role: str, why: str) -> Port:
     )
 
 
+# Data counters of RDMA ports: octets divided by this, per driver family. IB PMA
+# PortXmitData/PortRcvData count 4-byte words; Omni-Path's hfi1 answers the same
+# counters with its flit counters (hfi1 mad.c: C_DC_XMIT_FLITS / C_DC_RCV_FLITS), and an
+# OPA flit carries 64 bits of data (the 65th bit is the flit type).
+DATA_UNIT = {"hfi1": 8}
+
+
+def data_unit(ib: netdev.IbPort) -> int:
+    """Bytes per count of an RDMA port's data counters (driver link first, device name second)."""
+    family = ib.driver or ib.device.split("_")[0]
+    return DATA_UNIT.get(family, IB_DATA_WORD)
+
+
+class Decision(NamedTuple):
+    """How one interface is treated: ``fabric``, ``frontend`` or ``skip``, and why."""
+
+    name: str
+    role: str
+    why: str
+
+
+def virtual_kind(dev: netdev.NetDev) -> str | None:
+    """What makes an interface virtual (from sysfs facts, not its name), or None for hardware.
+
+    Bonds are not virtual here: a bond is the sum of its hardware slaves.
+    """
+    f = dev.facts
+    if f is None:
+        return None
+    if f.bond:
+        return None
+    if f.bridge:
+        return "bridge"
+    if f.tun:
+        return "tun/tap"
+    if f.ifindex is not None and f.iflink is not None and f.iflink not in (0, f.ifindex):
+        return "veth/VLAN, stacked on another device"
+    if not f.has_device:
+        return "virtual, no hardware device"
+    return None
+
+
+def _never_used(dev: netdev.NetDev) -> bool:
+    """Not up and not a byte ever counted: a spare port nobody cabled or enabled."""
+    admin_down = dev.flags is not None and not dev.flags & netdev.IFF_UP
+    down = admin_down or link_of_operstate(dev.operstate) != LINK_ACTIVE
+    rx, tx = dev.counters.get("rx_bytes"), dev.counters.get("tx_bytes")
+    return down and rx is not None and tx is not None and rx.value == 0 and tx.value == 0
+
+
+def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
+                 default_route: set[str]) -> list[Decision]:
+    """The role of every interface (pure; the rules are the module docstring's).
+
+    Args:
+        devs: the host's interfaces, with facts; counters are needed for the hardware ones.
+        named: the interfaces ``--interface`` selected, or None for the default rule.
+        default_route: interfaces carrying a default route.
+    """
+    by_name = {d.name: d for d in devs}
+    by_index = {d.facts.ifindex: d.name for d in devs if d.facts and d.facts.ifindex is not None}
+    masters: dict[str, str] = {}
+    lowers: dict[str, set[str]] = {d.name: set() for d in devs}
+    for d in devs:
+        f = d.facts
+        if f is None:
+            continue
+        for low in (*f.bond_slaves, *f.bridge_ports, *f.lower):
+            lowers[d.name].add(low)
+            masters.setdefault(low, d.name)
+        if f.master:
+            masters.setdefault(d.name, f.master)
+            lowers.setdefault(f.master, set()).add(d.name)
+        if f.ifindex is not None and f.iflink not in (None, 0, f.ifindex) and f.iflink in by_index:
+            lowers[d.name].add(by_index[f.iflink])
+    if named is not None:
+        # naming a bond slave names its bond: the slave is only counted there
+        named = list(named) + [masters[n] for n in named if n in masters and masters[n] in by_name
+                               and (by_name[masters[n]].facts or netdev.NetFacts()).bond]
+    # The default route's devices and everything below them (bond slaves, a bridge's
+    # hardware port, a VLAN's parent) carry front-end traffic.
+    front: dict[str, str] = {}
+    todo = [(n, n) for n in sorted(default_route)]
+    while todo:
+        name, via = todo.pop()
+        if name in front:
+            continue
+        front[name] = via
+        todo.extend((low, via) for low in sorted(lowers.get(name, ())))
+
+    out: list[Decision] = []
+    for dev in sorted(devs, key=lambda d: d.name):
+        name, f = dev.name, dev.facts
+        master = masters.get(name)
+        master_dev = by_name.get(master) if master else None
+        if dev.type == netdev.ARPHRD_LOOPBACK or name == "lo":
+            continue
+        if dev.type == netdev.ARPHRD_INFINIBAND and not (named and name in named):
+            out.append(Decision(name, "skip", "IPoIB, counted in its HCA port"))
+            continue
+        if master_dev is not None and master_dev.facts is not None and master_dev.facts.bond:
+            # counted once, as the bond (the bond's counters are the sum of its slaves')
+            out.append(Decision(name, "skip", f"in bond {master}, counted there"))
+            continue
+        if named is not None and name in named:
+            out.append(Decision(name, "fabric", "named"))
+            continue
+        kind = virtual_kind(dev)
+        if kind is not None:
+            out.append(Decision(name, "skip", kind))
+            continue
+        if f is not None and f.bond and not f.bond_slaves and not lowers.get(name):
+            out.append(Decision(name, "skip", "bond without slaves"))
+            continue
+        if name in front:
+            via = front[name]
+            out.append(Decision(name, "frontend", "default route" if via == name else f"default route via {via}"))
+            continue
+        if named is not None:  # the admin chose the fabric: the rest is front-end
+            out.append(Decision(name, "frontend", "not named"))
+            continue
+        if f is not None and f.rdma:
+            out.append(Decision(name, "fabric", "RoCE netdev"))
+            continue
+        if _never_used(dev):
+            out.append(Decision(name, "skip", "down and never carried traffic"))
+            continue
+        out.append(Decision(name, "fabric", "hardware, no default route"))
+    return out
+
+
 def classify(devs: Iterable[netdev.NetDev], ib_ports: Iterable[netdev.IbPort], named: Sequence[str] | None,
              default_route: set[str]) -> tuple[list[Port], list[str]]:
     """Ports by role, and the interfaces skipped (with why).
@@ -302,24 +460,22 @@ def classify(devs: Iterable[netdev.NetDev], ib_ports: Iterable[netdev.IbPort], n
         named: the interfaces ``--interface`` selected, or None for the default rule.
         default_route: interfaces carrying a default route.
     """
-    ports = [port_of_ib(p) for p in sorted(ib_ports, key=lambda p: (p.device, p.port))]
+    devs = list(devs)
+    by_name = {d.name: d for d in devs}
+    ports: list[Port] = []
     skipped: list[str] = []
-    for dev in sorted(devs, key=lambda d: d.name):
-        if dev.type == netdev.ARPHRD_LOOPBACK or dev.name == "lo":
+    for ib in sorted(ib_ports, key=lambda p: (p.device, p.port)):
+        data = [ib.counters.get(n) for n in ("port_rcv_data", "port_xmit_data")]
+        if ib.phys_state == PHYS_DISABLED and all(c is not None and c.value == 0 for c in data):
+            # switched off by the admin and never used: a spare port, not a fault
+            skipped.append(f"{ib.name} (disabled and never carried traffic)")
             continue
-        if named is not None:
-            if dev.name in named:
-                ports.append(port_of_nic(dev, "fabric", "named"))
-            elif dev.type == netdev.ARPHRD_INFINIBAND:
-                skipped.append(f"{dev.name} (IPoIB, counted in its HCA port)")
-            else:
-                ports.append(port_of_nic(dev, "frontend", "not named"))
-        elif dev.type == netdev.ARPHRD_INFINIBAND:
-            skipped.append(f"{dev.name} (IPoIB, counted in its HCA port)")
-        elif dev.name in default_route:
-            ports.append(port_of_nic(dev, "frontend", "default route"))
+        ports.append(port_of_ib(ib))
+    for decision in decide_roles(devs, named, default_route):
+        if decision.role == "skip":
+            skipped.append(f"{decision.name} ({decision.why})")
         else:
-            ports.append(port_of_nic(dev, "fabric", "no default route"))
+            ports.append(port_of_nic(by_name[decision.name], decision.role, decision.why))
     return ports, skipped
 
 
@@ -385,6 +541,8 @@ class EastWestSensor(Sensor):
               multiple=True, default=None, state_key=True, metavar="NAME|GLOB"),
         Param("nvlink", "choice", "NVLink totals through NVML: auto (when an NVIDIA driver is loaded), on, off",
               default="auto", choices=("auto", "on", "off"), metavar="auto|on|off"),
+        Param("explain", "flag", "list every interface and port in the message with the role it got and why",
+              default=False, metavar="yes|no"),
     )
 
     def run(self) -> SensorResult:
@@ -396,9 +554,16 @@ class EastWestSensor(Sensor):
             if self.values.get("interface") else None
         hcas = netdev.list_hcas(sys_root)
         chosen_hcas = select(hcas, self.values.get("hca"), "hca", "RDMA device") if self.values.get("hca") else hcas
-        # Loopback and IPoIB counters are not used unless named: skip reading them.
+        # Loopback and IPoIB counters are not used unless named: skip reading them; the
+        # counters of virtual interfaces are never used unless named either.
         skip = (netdev.ARPHRD_LOOPBACK, netdev.ARPHRD_INFINIBAND)
-        devs = [netdev.read_netdev(sys_root, n, () if named and n in named else skip) for n in names]
+        devs = []
+        for n in names:
+            dev = netdev.read_netdev(sys_root, n, () if named and n in named else skip, counters=False)
+            if dev.facts is not None and (virtual_kind(dev) is None or (named and n in named)):
+                counters, problems = netdev.read_stats(sys_root, n)
+                dev = dev._replace(counters=counters, problems=problems)
+            devs.append(dev)
         ib_ports = [netdev.read_ib_port(sys_root, d, p) for d in chosen_hcas for p in netdev.list_ports(sys_root, d)]
         default_route = netdev.read_default_route_ifaces(proc_root)
         boot_id = netdev.read_boot_id(proc_root)
@@ -445,7 +610,43 @@ class EastWestSensor(Sensor):
             result.note(nvlink_note)
         self._ports(result, fabric, slots, readings)
         self._port_notes(result, fabric, readings, baseline is not None)
+        self._left_out(result, fabric + frontend, readings, baseline is not None)
+        if self.values.get("explain"):
+            result.note(self._explain(ports, skipped))
         return result
+
+    @staticmethod
+    def _explain(ports: list[Port], skipped: list[str]) -> str:
+        """Every counted port with its role and why, and the ignored interfaces grouped by why."""
+        counted = [f"{p.label} {'front-end' if p.role == 'frontend' else 'fabric'} ({p.why}"
+                   + (f", data counters x{p.scale['rx_bytes']} bytes" if p.kind != "NIC" else "") + ")"
+                   for p in ports]
+        ignored: dict[str, list[str]] = {}
+        for entry in skipped:
+            name, _, why = entry.partition(" (")
+            ignored.setdefault(why.rstrip(")"), []).append(name)
+        return "Classification: " + "; ".join(
+            [_shown(counted, 12)] * bool(counted)
+            + [f"ignored ({why}): {_shown(names)}" for why, names in sorted(ignored.items())])
+
+    @staticmethod
+    def _left_out(result: SensorResult, ports: list[Port], readings: dict[str, Reading], baseline: bool) -> None:
+        """One note naming every port whose traffic is missing from a total this scan, and why."""
+        if baseline:
+            return
+        left = []
+        for p in ports:
+            r = readings[p.key]
+            for key, what in (("rx_bytes", "RX"), ("tx_bytes", "TX")):
+                why = r.missing.get(key)
+                if why is None and key not in p.counters:
+                    why = p.problems.get(NIC_MAP[key] if p.kind == "NIC" else IB_MAP[key], "counter missing")
+                if why is not None and why != "no previous sample":
+                    left.append(f"{p.label} {what} ({why})")
+                elif why == "no previous sample":
+                    left.append(f"{p.label} {what} (new port: rates from the next scan)")
+        if left:
+            result.note(f"Left out of the totals this scan: {_shown(left, 4)}")
 
     def _read_nvlink(self, proc_root) -> tuple[dict | None, str | None]:
         """Per-GPU NVLink counters, or None; plus a note when they could not be read."""

@@ -30,6 +30,7 @@ from prtg_ai.core.state import StateStore
 from prtg_ai.counters import counter_rate
 from prtg_ai.gpu_health import (
     BIT_SW_POWER_CAP, IDLE_HELD, decode_reasons, health, idle_held_step, throttle_state, worst_xid,
+    worst_xid_code, xid_text,
 )
 from prtg_ai.prtg.model import SensorResult
 from prtg_ai.records import field, record
@@ -82,6 +83,8 @@ class XidView:
     baseline: bool = False
     new: dict[str, list[int]] = field(default_factory=dict)
     history: dict[str, list[int]] = field(default_factory=dict)  # everything in the log now
+    # first scan only: (age in seconds, code) of the XIDs in the log whose stamp can be dated
+    aged: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
 
 def collect_xids(ctx, path: Path | None, cursor: dict | None) -> tuple[XidView, dict | None]:
@@ -97,18 +100,44 @@ def collect_xids(ctx, path: Path | None, cursor: dict | None) -> tuple[XidView, 
     events = xid.parse(read.text)
     fresh, new_cursor = xid.since(events, cursor, xid.boot_id(ctx.proc_root))
     view = XidView(True, read.source, baseline=fresh is None)
+    up = xid.uptime(ctx.proc_root) if fresh is None else None
     for e in events:
         view.history.setdefault(e.pci, []).append(e.code)
+        if up is not None and e.mono is not None and 0 <= up - e.mono:
+            view.aged.setdefault(e.pci, []).append((up - e.mono, e.code))
     for e in fresh or []:
         view.new.setdefault(e.pci, []).append(e.code)
     return view, new_cursor
 
 
-def held_codes(recent: list, now: float, hold: float, new_codes: list[int]) -> list:
-    """The ``[time, code]`` pairs still within the hold window, with this scan's codes added."""
+def held_codes(recent: list, now: float, hold: float, new_codes: list[int],
+               aged: list[tuple[float, int]] = ()) -> list:
+    """The ``[time, code]`` pairs still within the hold window, with this scan's codes added.
+
+    ``aged`` (first scan only) are XIDs already in the log with their age: those younger
+    than the hold window count as if seen when they happened, so an XID 79 ten minutes
+    before the sensor was set up is not "No XID".
+    """
     kept = [r for r in recent if isinstance(r, list) and len(r) == 2 and now - hold <= r[0] <= now]
+    kept += [[now - age, int(c)] for age, c in aged if age <= hold]
     kept += [[now, int(c)] for c in new_codes]
     return kept[-200:]
+
+
+def top_holders(proc_root, processes, limit: int = 3) -> str | None:
+    """``python3 (PID 41872, 38.2 GiB, pod ..., container ...)`` for the biggest VRAM holders."""
+    from prtg_ai.backends import procinfo
+
+    ranked = sorted((p for p in processes or [] if p.used_bytes), key=lambda p: (-p.used_bytes, p.pid))
+    if not ranked:
+        return None
+    parts = []
+    for p in ranked[:limit]:
+        name, where = procinfo.describe(proc_root, p.pid)
+        detail = [f"PID {p.pid}", f"{p.used_bytes / 2**30:.1f} GiB"] + ([where] if where else [])
+        parts.append(f"{name or 'process'} ({', '.join(detail)})")
+    more = len(ranked) - limit
+    return "; ".join(parts) + (f"; {more} more" if more > 0 else "")
 
 
 def is_held(sample: nvml.GpuSample) -> bool | None:
@@ -261,14 +290,16 @@ class GpuSensor(Sensor):
             add("recovery", int(s.recovery_action))
 
         # XIDs
-        xid_sev = 0
+        xid_sev, xid_code = 0, None
         if view.available:
             pci = xid.normalise_pci(s.pci_bus_id) if s.pci_bus_id else None
             new_codes = view.new.get(pci, []) if pci else []
-            recent = held_codes(data.get("xid_recent", []), now, self.values["xid_hold"], new_codes)
+            aged = view.aged.get(pci, []) if pci and view.baseline else []
+            recent = held_codes(data.get("xid_recent", []), now, self.values["xid_hold"], new_codes, aged)
             data["xid_recent"] = recent
             held = [c for _, c in recent]
             xid_sev = worst_xid(held)
+            xid_code = worst_xid_code(held)
             add("xid_count", len(new_codes))
             add("xid_last", held[-1] if held else 0)
             add("xid_severity", xid_sev)
@@ -276,6 +307,10 @@ class GpuSensor(Sensor):
                 past = view.history.get(pci, []) if pci else []
                 tail = f"; {len(past)} earlier XID(s) in the log since boot, last {past[-1]}" if past else ""
                 result.note(f"XIDs from {view.source}: first scan sets the baseline{tail}")
+                early = [f"{xid_text(c)} {format_duration(round(age))} ago" for age, c in aged
+                         if age <= self.values["xid_hold"]]
+                if early:
+                    result.note(f"Within --xid-hold before the first scan: {'; '.join(early[-5:])}")
             else:
                 result.note(f"XIDs from {view.source}")
             if new_codes:
@@ -292,6 +327,9 @@ class GpuSensor(Sensor):
         if s.processes is not None:
             add("processes", len(s.processes))
             add("process_vram", s.process_bytes or 0)
+            holders = top_holders(self.ctx.proc_root, s.processes)
+            if holders:
+                result.note(f"Top VRAM: {holders}")
         held_now = is_held(s)
         util = None if s.mig_enabled else s.util_gpu
         step = idle_held_step(now, util, held_now, self.values["idle_util"], self.values["idle_window"],
@@ -321,7 +359,7 @@ class GpuSensor(Sensor):
         # Health
         level, why = health(throttle=thr, remap_pending=s.remap_pending, remap_failure=s.remap_failure,
                             retired_pending=s.retired_pending, ecc_uncorrected_volatile=s.ecc_uncorrected_volatile,
-                            xid=xid_sev, recovery_action=s.recovery_action)
+                            xid=xid_sev, recovery_action=s.recovery_action, xid_code=xid_code)
         add("health", level)
         if why:
             result.note("Health: " + "; ".join(why))
@@ -363,6 +401,9 @@ class GpuSensor(Sensor):
                 add(key, round(instant * KIB / MB, 3))
         if s.pcie_replays is not None:
             add("pcie_replays", int(s.pcie_replays))
+        if s.nvlink_tx_kib is not None and s.nvlink_links is None:
+            result.note("NVML did not answer the NVLink link count: NVLink throughput comes from the data "
+                        "counters alone")
         for key, counter in (("nvlink_tx", s.nvlink_tx_kib), ("nvlink_rx", s.nvlink_rx_kib)):
             if counter is not None:
                 delta = self._delta(result, data, key, int(counter) * KIB, prev_t, now, NVLINK_MAX_BPS,

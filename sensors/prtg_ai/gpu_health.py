@@ -79,6 +79,38 @@ _XID_SEVERITY = {
 }
 
 
+# What each alert-worthy XID means, in NVIDIA's words (Xid catalogue, as tabled by
+# dcgm-exporter; reference/gpu-anchors.md section (c)). Used in messages; codes not
+# listed are named by their severity (the prtgai.gpu.xidseverity lookup text).
+XID_NAMES = {
+    8: "GPU stopped processing", 13: "graphics engine exception", 31: "GPU memory page fault",
+    43: "GPU stopped processing", 45: "preemptive cleanup after previous errors", 46: "GPU stopped processing",
+    48: "double-bit ECC error", 61: "internal micro-controller breakpoint", 62: "internal micro-controller halt",
+    63: "ECC page retirement or row remapping recorded", 64: "ECC page retirement or row remapper failure",
+    74: "NVLink error", 79: "GPU fell off the bus", 92: "high single-bit ECC error rate",
+    94: "contained ECC error", 95: "uncontained ECC error", 119: "GSP RPC timeout", 120: "GSP error",
+    140: "unrecovered ECC error", 154: "GPU recovery action changed", 171: "uncorrectable DRAM error",
+    172: "uncorrectable SRAM error",
+}
+XID_SEVERITY_TEXT = {XID_INFO: "informational XID", XID_APP: "application fault XID",
+                     XID_WARN: "XID: restart or reset advised", XID_ERROR: "hardware or driver XID",
+                     XID_LOST: "GPU fell off the bus"}
+
+
+def xid_text(code: int) -> str:
+    """``XID 79: GPU fell off the bus``: the code and what it means."""
+    return f"XID {int(code)}: {XID_NAMES.get(int(code)) or XID_SEVERITY_TEXT[xid_severity(code)]}"
+
+
+def worst_xid_code(codes) -> int | None:
+    """The latest code among those of the worst severity (None for none)."""
+    codes = [int(c) for c in codes]
+    if not codes:
+        return None
+    worst = worst_xid(codes)
+    return [c for c in codes if xid_severity(c) == worst][-1]
+
+
 def xid_severity(code: int) -> int:
     """The ``prtgai.gpu.xidseverity`` value of one XID code."""
     return _XID_SEVERITY.get(int(code), XID_WARN)
@@ -103,6 +135,12 @@ class IdleStep:
     since: float | None
 
 
+# A gap between scans up to this long still counts as watched: PRTG's common scan
+# intervals reach 15 min, so a window at or below the scan interval can fire on the
+# second idle scan instead of restarting on every gap.
+MAX_WATCHED_GAP_S = 900.0
+
+
 def idle_held_step(now: float, util: float | None, held: bool | None, idle_util: float, window: float,
                    since: float | None, last_seen: float | None) -> IdleStep:
     """Track "VRAM held while utilisation stays near 0" across scans.
@@ -114,8 +152,9 @@ def idle_held_step(now: float, util: float | None, held: bool | None, idle_util:
         idle_util: utilisation at or below which the GPU counts as idle.
         window: seconds the GPU must stay idle and held to count as idle-but-held.
         since: when the current idle-and-held stretch began (from the state).
-        last_seen: time of the previous scan; a gap longer than ``window`` restarts
-            the stretch, because nobody watched the GPU in between.
+        last_seen: time of the previous scan; a gap longer than both ``window`` and
+            ``MAX_WATCHED_GAP_S`` restarts the stretch, because nobody watched the
+            GPU in between (a gap of one scan interval never does).
     """
     if util is None or held is None:
         return IdleStep(IDLE_UNKNOWN, 0.0, None)
@@ -123,7 +162,7 @@ def idle_held_step(now: float, util: float | None, held: bool | None, idle_util:
         return IdleStep(IDLE_IN_USE, 0.0, None)
     if not held:
         return IdleStep(IDLE_FREE, 0.0, None)
-    if since is None or last_seen is None or since > now or now - last_seen > window:
+    if since is None or last_seen is None or since > now or now - last_seen > max(window, MAX_WATCHED_GAP_S):
         since = now
     held_for = now - since
     return IdleStep(IDLE_HELD if held_for >= window else IDLE_HELD_SHORT, held_for, since)
@@ -136,7 +175,8 @@ HEALTH_OK, HEALTH_WARNING, HEALTH_ERROR, HEALTH_LOST = range(4)
 
 def health(*, throttle: int | None = None, remap_pending: bool | None = None, remap_failure: bool | None = None,
            retired_pending: bool | None = None, ecc_uncorrected_volatile: int | None = None,
-           xid: int = XID_NONE, recovery_action: int | None = None, lost: bool = False) -> tuple[int, list[str]]:
+           xid: int = XID_NONE, recovery_action: int | None = None, lost: bool = False,
+           xid_code: int | None = None) -> tuple[int, list[str]]:
     """The worst ``prtgai.gpu.health`` value of one GPU and the reasons for it."""
     if lost:
         return HEALTH_LOST, ["GPU lost (not answering NVML)"]
@@ -153,10 +193,11 @@ def health(*, throttle: int | None = None, remap_pending: bool | None = None, re
         findings.append((HEALTH_WARNING, "page retirement pending (reset the GPU)"))
     if ecc_uncorrected_volatile:
         findings.append((HEALTH_WARNING, f"{ecc_uncorrected_volatile} uncorrected ECC error(s) since driver load"))
+    named = xid_text(xid_code) if xid_code is not None else None
     if xid >= XID_ERROR:
-        findings.append((HEALTH_ERROR, "hardware or driver XID"))
+        findings.append((HEALTH_ERROR, named or XID_SEVERITY_TEXT[xid]))
     elif xid >= XID_APP:
-        findings.append((HEALTH_WARNING, "XID reported"))
+        findings.append((HEALTH_WARNING, named or "XID reported"))
     if recovery_action:
         findings.append((HEALTH_ERROR, f"NVML asks for recovery action {recovery_action} "
                                        f"({RECOVERY_TEXT.get(recovery_action, 'unknown')})"))

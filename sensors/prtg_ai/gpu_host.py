@@ -29,10 +29,10 @@ from prtg_ai import gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note
+from prtg_ai.gpu import MAX_CHANNELS, collect_xids, held_codes, is_held, margin, permission_note, top_holders
 from prtg_ai.gpu_health import (
     BIT_SW_POWER_CAP, HEALTH_LOST, IDLE_HELD, THR_POWER_CAP_SUSTAINED, health, idle_held_step, throttle_state,
-    worst_xid,
+    worst_xid, worst_xid_code,
 )
 from prtg_ai.gpu import gpu_params
 from prtg_ai.prtg.model import SensorResult
@@ -99,17 +99,19 @@ class GpuHostSensor(Sensor):
                 new_cap[s.uuid] = bool(mask & BIT_SW_POWER_CAP)
                 if thr >= THR_POWER_CAP_SUSTAINED:
                     throttled.append(s.index)
-            sev = 0
+            sev, code = 0, None
             if view.available and s.pci_bus_id:
                 pci = xid.normalise_pci(s.pci_bus_id)
                 codes = view.new.get(pci, [])
-                recent = held_codes(old_xid.get(s.uuid, []), now, self.values["xid_hold"], codes)
+                aged = view.aged.get(pci, []) if view.baseline else []
+                recent = held_codes(old_xid.get(s.uuid, []), now, self.values["xid_hold"], codes, aged)
                 new_xid[s.uuid] = recent
                 sev = worst_xid(c for _, c in recent)
+                code = worst_xid_code(c for _, c in recent)
             level, why = health(throttle=thr, remap_pending=s.remap_pending, remap_failure=s.remap_failure,
                                 retired_pending=s.retired_pending,
                                 ecc_uncorrected_volatile=s.ecc_uncorrected_volatile, xid=sev,
-                                recovery_action=s.recovery_action)
+                                recovery_action=s.recovery_action, xid_code=code)
             levels.append(level)
             if level and why:
                 worst_reasons.append(f"GPU {s.index}: {'; '.join(why)}")
@@ -176,6 +178,10 @@ class GpuHostSensor(Sensor):
                 pods = gpu_sources.pods_of(self.ctx, self._acquired, by_index[i])
                 named.append(f"{i} ({', '.join(pods[:3])})" if pods else str(i))
             result.note(f"Idle but held (VRAM held, no work, for {window / 60:.0f} min): GPU " + ", ".join(named))
+        held_procs = [p for s in samples for p in (s.processes or [])]
+        holders = top_holders(self.ctx.proc_root, held_procs)
+        if holders:
+            result.note(f"Top VRAM: {holders}")
         if throttled:
             result.note("Clocks held down on GPU " + ", ".join(map(str, throttled)))
         if any(s.mig_enabled for s in samples):

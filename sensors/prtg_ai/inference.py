@@ -127,6 +127,7 @@ class InferenceSensor(Sensor):
                 samples = self._parse(text, metrics_url)
                 kind = self._kind(samples, kind, metrics_url)
         snap = im.snapshot(samples, kind, self.values["model"]) if samples is not None else None
+        absent = self._model_absent(samples, kind)
 
         probe = self._probe(url, samples, kind, deadline) if probing else None
         procs = self._processes()
@@ -139,6 +140,10 @@ class InferenceSensor(Sensor):
             for note in state.notes:
                 result.note(note)
 
+        if absent is not None:
+            result.warning = True
+            result.note(absent)
+            summary.append("model not found")
         if snap is not None:
             self._metric_channels(result, kind, snap, iv, summary)
         if metrics_problem:
@@ -210,6 +215,17 @@ class InferenceSensor(Sensor):
         return kind
 
     # -- metrics ---------------------------------------------------------
+    def _model_absent(self, samples, kind: str) -> str | None:
+        """A warning when ``--model`` names no model of the page, with the models it has."""
+        model = self.values["model"]
+        if not model or samples is None or kind not in im.METRICS or not im.METRICS[kind]["model_label"]:
+            return None
+        present = im.models(samples, kind)
+        if model in present:
+            return None
+        have = f"models present: {im.shown_models(present)}" if present else "the page names no model"
+        return f"--model {im.safe_name(model)} matches no model on the metrics page ({have})"
+
     def _interval(self, state, snap: dict, now: float) -> im.Interval | None:
         prev = state.data.get("metrics")
         seconds = now - prev["t"] if isinstance(prev, dict) and isinstance(prev.get("t"), (int, float)) else 0.0
@@ -257,7 +273,13 @@ class InferenceSensor(Sensor):
             names = im.models(samples, kind)
             model = names[0] if len(names) == 1 else None
         if not model:
-            names = http_metrics.list_models(url, deadline, self._key(url), self.ctx.monotonic, self.ctx.policy)
+            try:
+                names = http_metrics.list_models(url, deadline, self._key(url), self.ctx.monotonic,
+                                                 self.ctx.policy)
+            except http_metrics.DestinationRefused as exc:
+                raise ConfigError("url", exc.problem) from None
+            except http_metrics.Unreachable as exc:  # nothing listens: that is the answer
+                return http_metrics.ProbeResult("refused", detail=exc.problem)
             model = names[0] if names else None
         if not model:
             return http_metrics.ProbeResult("error", detail="no model named (--model) and /v1/models lists none")

@@ -25,16 +25,19 @@ KINDS = ("vllm", "tgi", "triton")
 
 
 class S:
-    """One series in the table: a sample name, a label filter, a scale factor.
+    """One series in the table: a sample name, a label filter, a scale factor, an aggregation.
 
     ``where`` maps a label to the prefix its value must start with (``""`` matches
-    any value, ``None`` requires the label to be absent).
+    any value, ``None`` requires the label to be absent). ``agg`` says how several
+    matching series (vLLM V1 data parallel: one per ``engine``) combine: ``"sum"`` for
+    counts and rates, ``"mean"`` for percentages and fractions (two engines at 60 % are
+    60 %, not 120 %).
     """
 
-    __slots__ = ("name", "where", "scale")
+    __slots__ = ("name", "where", "scale", "agg")
 
-    def __init__(self, name: str, where: dict | None = None, scale: float = 1.0):
-        self.name, self.where, self.scale = name, where or {}, scale
+    def __init__(self, name: str, where: dict | None = None, scale: float = 1.0, agg: str = "sum"):
+        self.name, self.where, self.scale, self.agg = name, where or {}, scale, agg
 
     def matches(self, labels: dict[str, str]) -> bool:
         for label, prefix in self.where.items():
@@ -64,7 +67,8 @@ METRICS: dict[str, dict] = {
         "gauges": {
             "running": (S("vllm:num_requests_running"),),
             "waiting": (S("vllm:num_requests_waiting"),),
-            "kv_cache": (S("vllm:kv_cache_usage_perc", scale=100.0), S("vllm:gpu_cache_usage_perc", scale=100.0)),
+            "kv_cache": (S("vllm:kv_cache_usage_perc", scale=100.0, agg="mean"),
+                         S("vllm:gpu_cache_usage_perc", scale=100.0, agg="mean")),
         },
         "counters": {
             "generated_tokens": (S("vllm:generation_tokens_total"),),
@@ -105,8 +109,13 @@ METRICS: dict[str, dict] = {
         "model_label": "model",
         "gauges": {
             "running": (S("nv_trt_llm_request_metrics", {"request_type": "active"}),),
-            "waiting": (S("nv_inference_pending_request_count"),),
-            "kv_cache": (Ratio(S("nv_trt_llm_kv_cache_block_metrics", {"kv_cache_block_type": "used"}),
+            # TensorRT-LLM queues inside its executor, where Triton's pending count never
+            # sees it: the backend's own waiting count first, Triton's as the fallback.
+            "waiting": (S("nv_trt_llm_request_metrics", {"request_type": "waiting"}),
+                        S("nv_inference_pending_request_count"),),
+            "kv_cache": (S("nv_trt_llm_kv_cache_block_metrics", {"kv_cache_block_type": "fraction"},
+                           scale=100.0, agg="mean"),
+                         Ratio(S("nv_trt_llm_kv_cache_block_metrics", {"kv_cache_block_type": "used"}),
                                S("nv_trt_llm_kv_cache_block_metrics", {"kv_cache_block_type": "max"})),),
         },
         "counters": {
@@ -121,8 +130,14 @@ METRICS: dict[str, dict] = {
         "sum": {"requests": ("success", "failures")},
     },
 }
-# Metric-name prefixes that identify a kind (``--kind auto``).
-SIGNATURES = (("vllm", "vllm:"), ("tgi", "tgi_"), ("triton", "nv_inference_"))
+# Metric-name prefixes that identify a kind (``--kind auto``). Ray Serve's LLM
+# deployments re-export vLLM's metrics through Ray's metrics agent as ``ray_vllm:...``.
+SIGNATURES = (("vllm", "vllm:"), ("vllm", "ray_vllm:"), ("tgi", "tgi_"), ("triton", "nv_inference_"),
+              ("triton", "nv_trt_llm_"))
+# Other spellings of a metric name that mean the same series.
+NAME_PREFIXES = {"vllm:": ("vllm:", "ray_vllm:")}
+MAX_MODELS_SHOWN = 5
+MAX_MODEL_NAME = 64
 
 
 class Sample:
@@ -163,11 +178,40 @@ def models(samples: dict[str, list[Sample]], kind: str) -> list[str]:
     return sorted(found)
 
 
+def safe_name(text: str) -> str:
+    """A model name fit for a PRTG message: identifier characters only, length-capped.
+
+    Model names come from the fetched page: anything else (markup, quotes, control
+    characters, very long strings) is replaced, so fetched text never reaches PRTG as is.
+    """
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-:/@+") else "?" for c in text)
+    return cleaned[:MAX_MODEL_NAME] + ("..." if len(cleaned) > MAX_MODEL_NAME else "")
+
+
+def shown_models(names: list[str]) -> str:
+    """At most ``MAX_MODELS_SHOWN`` sanitised model names, and how many more."""
+    shown = [safe_name(n) for n in names[:MAX_MODELS_SHOWN]]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _names(name: str) -> tuple[str, ...]:
+    for prefix, spellings in NAME_PREFIXES.items():
+        if name.startswith(prefix):
+            rest = name[len(prefix):]
+            return tuple(p + rest for p in spellings)
+    return (name,)
+
+
 def _select(samples, spec: S, model_label: str | None, model: str | None) -> list[Sample]:
     chosen = []
     # prometheus_client names every counter sample ``<family>_total``, also where the
     # server wrote ``tgi_request_count`` or ``nv_inference_request_success``.
-    series = samples.get(spec.name) or samples.get(spec.name + "_total", ())
+    series = ()
+    for name in _names(spec.name):
+        series = samples.get(name) or samples.get(name + "_total", ())
+        if series:
+            break
     for s in series:
         if not spec.matches(s.labels):
             continue
@@ -178,8 +222,14 @@ def _select(samples, spec: S, model_label: str | None, model: str | None) -> lis
 
 
 def _sum(samples, spec: S, model_label, model) -> float | None:
+    """The series' combined value: summed, or averaged for percentages (``spec.agg``)."""
     chosen = _select(samples, spec, model_label, model)
-    return sum(s.value for s in chosen) * spec.scale if chosen else None
+    if not chosen:
+        return None
+    total = sum(s.value for s in chosen)
+    if spec.agg == "mean":
+        total /= len(chosen)
+    return total * spec.scale
 
 
 def snapshot(samples: dict[str, list[Sample]], kind: str, model: str | None = None) -> dict:

@@ -71,3 +71,18 @@ def test_hosts_without_an_nvidia_driver_never_load_nvml(monkeypatch, sensor_run,
     assert not result.error and "NVLink" not in result.message()
     forced = sensor_run("east_west", ["--nvlink", "on"], ctx)
     assert forced.error and "nvidia-ml-py is not installed" in forced.message()
+
+
+def test_nvlink_counts_when_nvml_does_not_answer_the_link_count(roots, monkeypatch, sensor_run, make_ctx, clock):
+    scenario = nvml_fake.load_scenario(H100X8)
+    for dev in scenario["devices"]:
+        dev["fields"]["91"] = {"error": "NotSupported"}
+    scenario["devices"][1]["fields"]["91"] = 0  # this one says it has no links: left out
+    fake = nvml_fake.install(monkeypatch, scenario)
+    ctx = make_ctx(sys_root=roots[0], proc_root=roots[1])
+    sensor_run("east_west", [], ctx)
+    clock.advance(60)
+    fake.advance(60)
+    ch = channels(sensor_run("east_west", [], ctx))
+    per_second = [d["per_second"]["fields.138@4294967295"] for i, d in enumerate(scenario["devices"]) if i != 1]
+    assert ch["NVLink TX"] == pytest.approx(sum(per_second) * 1024, rel=1e-6)

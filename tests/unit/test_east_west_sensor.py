@@ -159,7 +159,7 @@ def test_roce_node_reads_hca_counters_hw_counters_and_netdevs(tmp_path, scan, cl
     host = Host(tmp_path, "roce_connectx")
     first = scan(host)
     assert "mlx5_0/1, mlx5_1/1 (RoCE)" in first.text
-    assert "ens1f0np0, ens1f1np1 (NIC, no default route)" in first.text
+    assert "ens1f0np0, ens1f1np1 (NIC, RoCE netdev)" in first.text
     assert "Front-end: eno1 (default route)" in first.text
     host.after()
     clock.advance(60)
@@ -181,7 +181,7 @@ def test_named_interfaces_are_the_fabric_and_the_rest_front_end(tmp_path, scan):
     host = Host(tmp_path, "roce_connectx")
     result = scan(host, "--interface", "ens1f0*", "--hca", "mlx5_1")
     assert result.text.startswith("Fabric: mlx5_1/1 (RoCE); ens1f0np0 (NIC, named)")
-    assert "Front-end: eno1, ens1f1np1 (not named)" in result.text
+    assert "Front-end: eno1, ens1f1np1 (default route, not named)" in result.text
     assert "Port mlx5_0/1 Link State" not in channels(result)
 
 

@@ -104,11 +104,20 @@ def fetch_text(url: str, deadline: float, api_key: str | None = None, monotonic=
 
 def list_models(base_url: str, deadline: float, api_key: str | None = None, monotonic=time.monotonic,
                 policy=None) -> list[str]:
-    """Model ids from ``GET /v1/models`` (empty when the server does not say)."""
+    """Model ids from ``GET /v1/models`` (empty when the server does not say).
+
+    Raises ``Unreachable`` (``refused``) when nothing listens: that is the probe's answer.
+    """
     try:
         text = fetch_text(base_url + "/v1/models", deadline, api_key, monotonic, MAX_MODELS_BYTES, policy)
         data = json.loads(text).get("data", [])
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    except Unreachable as exc:
+        if exc.refused:
+            raise
+        return []
+    except DestinationRefused:
+        raise
     except (SensorError, ValueError, AttributeError):
         return []
 

@@ -3,7 +3,12 @@
 Reads, always below the injected roots of the ``Context`` (never a hard-coded ``/sys``):
 
 * ``<sys>/class/net/<if>/statistics/*``, ``speed``, ``operstate``, ``carrier``, ``flags``,
-  ``type``, ``carrier_down_count``;
+  ``type``, ``carrier_down_count``, and the facts that say what an interface is:
+  ``ifindex``/``iflink`` (a stacked device: veth, VLAN, tunnel), the ``device`` link
+  (absent on every virtual device), ``bridge/`` and ``brif/`` (a bridge), ``brport/`` and
+  ``master`` (a bridge port or bond slave), ``bonding/slaves`` (a bond), ``tun_flags``
+  (tun/tap), ``device/infiniband/`` (an RDMA-capable port);
+* ``<sys>/class/infiniband/<dev>/device/driver`` (which driver, hence the data-counter unit);
 * ``<sys>/class/infiniband/<dev>/ports/<n>/{counters,counters_ext,hw_counters}/*``,
   ``rate``, ``state``, ``phys_state``, ``link_layer``;
 * ``<proc>/net/route`` and ``<proc>/net/ipv6_route`` (which interfaces carry a default route);
@@ -92,6 +97,24 @@ class NetDev(NamedTuple):
     speed_mbps: int | None
     counters: dict[str, Counter]
     problems: dict[str, str]
+    facts: NetFacts | None = None
+
+
+class NetFacts(NamedTuple):
+    """What sysfs says an interface is (the sensor decides its role from these)."""
+
+    ifindex: int | None = None
+    iflink: int | None = None
+    has_device: bool = False  # a ``device`` link: backed by hardware (PCI, virtio, ...)
+    bridge: bool = False  # ``bridge/``: a software bridge (docker0, cni0, virbr0)
+    bridge_ports: tuple[str, ...] = ()  # ``brif/`` entries
+    brport: bool = False  # ``brport/``: a port of a bridge
+    bond_slaves: tuple[str, ...] = ()  # ``bonding/slaves`` (``bonding/`` present: a bond)
+    bond: bool = False
+    master: str | None = None  # the ``master`` link: the bond or bridge above
+    lower: tuple[str, ...] = ()  # ``lower_<if>`` links: devices below (VLAN, bond, bridge)
+    tun: bool = False  # ``tun_flags``: a tun/tap device
+    rdma: bool = False  # ``device/infiniband/``: the port of an RDMA device (RoCE)
 
 
 class IbPort(NamedTuple):
@@ -109,6 +132,7 @@ class IbPort(NamedTuple):
     counters: dict[str, Counter]
     hw_counters: dict[str, Counter]
     problems: dict[str, str]
+    driver: str | None = None  # kernel driver of the device (``mlx5_core``, ``hfi1``...)
 
     @property
     def name(self) -> str:
@@ -232,9 +256,13 @@ def check_sysfs(sys_root: Path) -> None:
 
 
 def list_netdevs(sys_root: Path) -> list[str]:
-    """Names of the interfaces in ``<sys>/class/net`` (sorted)."""
+    """Names of the interfaces in ``<sys>/class/net`` (sorted).
+
+    Only directories (or links to them) are interfaces: the bonding driver puts a
+    regular file ``bonding_masters`` beside them.
+    """
     try:
-        return sorted(p.name for p in (Path(sys_root) / "class" / "net").iterdir())
+        return sorted(p.name for p in (Path(sys_root) / "class" / "net").iterdir() if p.is_dir())
     except OSError as exc:
         raise SensorError(f"Cannot list {Path(sys_root) / 'class' / 'net'} ({_why(exc)}).",
                           "Check that sysfs is mounted and readable.") from None
@@ -260,21 +288,75 @@ def _opt_int(text: str | None, base: int = 10) -> int | None:
         return None
 
 
-def read_netdev(sys_root: Path, name: str, skip_types: Iterable[int] = ()) -> NetDev:
-    """Read one interface's state, speed and statistics counters.
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def read_facts(sys_root: Path, name: str) -> NetFacts:
+    """What the interface is, from sysfs entries that exist only for that kind of device."""
+    base = f"{sys_root}/class/net/{name}"
+    entries = _listdir(base)
+    master = None
+    if "master" in entries:
+        try:
+            master = os.path.basename(os.readlink(f"{base}/master").rstrip("/")) or None
+        except OSError:
+            master = None
+    slaves = (_read_opt(f"{base}/bonding/slaves") or "").split() if "bonding" in entries else []
+    return NetFacts(
+        ifindex=_opt_int(_read_opt(f"{base}/ifindex")),
+        iflink=_opt_int(_read_opt(f"{base}/iflink")),
+        has_device="device" in entries,
+        bridge="bridge" in entries,
+        bridge_ports=tuple(_listdir(f"{base}/brif")) if "brif" in entries else (),
+        brport="brport" in entries,
+        bond_slaves=tuple(slaves),
+        bond="bonding" in entries,
+        master=master,
+        lower=tuple(e[len("lower_"):] for e in entries if e.startswith("lower_")),
+        tun="tun_flags" in entries,
+        rdma="device" in entries and os.path.isdir(f"{base}/device/infiniband"),
+    )
+
+
+def read_netdev(sys_root: Path, name: str, skip_types: Iterable[int] = (), counters: bool = True) -> NetDev:
+    """Read one interface's identity facts, state, speed and statistics counters.
 
     Args:
         sys_root: where sysfs is mounted.
         name: the interface.
         skip_types: ARPHRD types whose counters are not wanted (loopback, IPoIB):
             only their type is read, which saves a dozen reads per interface.
+        counters: False reads the facts and states only (``read_stats`` adds the counters).
     """
     base = f"{sys_root}/class/net/{name}"
     dev_type = _opt_int(_read_opt(f"{base}/type"))
+    if dev_type is not None and dev_type in skip_types:
+        return NetDev(name, dev_type, None, None, None, None, {}, {})
+    found, problems = read_stats(sys_root, name) if counters else ({}, {})
+    operstate = _read_opt(f"{base}/operstate")
+    speed = _read_opt(f"{base}/speed")  # EINVAL while the link is down
+    return NetDev(
+        name=name,
+        type=dev_type,
+        operstate=operstate.strip() if operstate is not None else None,
+        carrier=_opt_int(_read_opt(f"{base}/carrier")),  # EINVAL while administratively down
+        flags=_opt_int(_read_opt(f"{base}/flags"), 16),
+        speed_mbps=parse_speed(speed) if speed is not None else None,
+        counters=found,
+        problems=problems,
+        facts=read_facts(sys_root, name),
+    )
+
+
+def read_stats(sys_root: Path, name: str) -> tuple[dict[str, Counter], dict[str, str]]:
+    """An interface's statistics counters, and per counter why it could not be read."""
+    base = f"{sys_root}/class/net/{name}"
     counters: dict[str, Counter] = {}
     problems: dict[str, str] = {}
-    if dev_type is not None and dev_type in skip_types:
-        return NetDev(name, dev_type, None, None, None, None, counters, problems)
     for stat in (*NETDEV_STATS, "carrier_down_count"):
         path = f"{base}/{stat}" if stat == "carrier_down_count" else f"{base}/statistics/{stat}"
         try:
@@ -286,18 +368,7 @@ def read_netdev(sys_root: Path, name: str, skip_types: Iterable[int] = ()) -> Ne
             problems[stat] = _why(exc)
         except ValueError:
             problems[stat] = "not a number"
-    operstate = _read_opt(f"{base}/operstate")
-    speed = _read_opt(f"{base}/speed")  # EINVAL while the link is down
-    return NetDev(
-        name=name,
-        type=dev_type,
-        operstate=operstate.strip() if operstate is not None else None,
-        carrier=_opt_int(_read_opt(f"{base}/carrier")),  # EINVAL while administratively down
-        flags=_opt_int(_read_opt(f"{base}/flags"), 16),
-        speed_mbps=parse_speed(speed) if speed is not None else None,
-        counters=counters,
-        problems=problems,
-    )
+    return counters, problems
 
 
 def list_ports(sys_root: Path, device: str) -> list[int]:
@@ -347,6 +418,11 @@ def read_ib_port(sys_root: Path, device: str, port: int) -> IbPort:
     state, state_text = parse_state(_read_opt(f"{base}/state") or "")
     phys, phys_text = parse_state(_read_opt(f"{base}/phys_state") or "")
     rate_text = _read_opt(f"{base}/rate")
+    driver = None
+    try:
+        driver = os.path.basename(os.readlink(f"{sys_root}/class/infiniband/{device}/device/driver").rstrip("/"))
+    except OSError:
+        pass
     return IbPort(
         device=device,
         port=port,
@@ -360,6 +436,7 @@ def read_ib_port(sys_root: Path, device: str, port: int) -> IbPort:
         counters=counters,
         hw_counters=hw,
         problems=problems,
+        driver=driver or None,
     )
 
 

@@ -355,8 +355,9 @@ class Nvml:
             got, _ = _field_map(values)
             links = _int(got.get(FI_NVLINK_LINK_COUNT))
             tx, rx = _int(got.get(FI_NVLINK_DATA_TX)), _int(got.get(FI_NVLINK_DATA_RX))
-            if not links or tx is None or rx is None:
-                continue  # no NVLink on this GPU (PCIe cards), or counters not offered
+            if links == 0 or tx is None or rx is None:
+                continue  # no NVLink on this GPU (PCIe cards), or counters not offered;
+                # a link count NVML does not answer leaves the counters to decide
             try:
                 key = _text(nv.nvmlDeviceGetUUID(handle))  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetUUID
             except nv.NVMLError:
@@ -504,7 +505,9 @@ class Nvml:
                 call._absent(f"field {fid}", f"NVML return {ret}")
         sample.memory_temperature = _int(got.get(FI_MEMORY_TEMP))
         sample.nvlink_links = _int(got.get(FI_NVLINK_LINK_COUNT))
-        if sample.nvlink_links:  # a GPU without NVLink may still answer 0 for the counters
+        # A GPU without NVLink may still answer 0 for the counters, so 0 links means none;
+        # a link count NVML does not answer (some drivers) leaves the counters to decide.
+        if sample.nvlink_links or (sample.nvlink_links is None and FI_NVLINK_LINK_COUNT not in got):
             sample.nvlink_tx_kib = _int(got.get(FI_NVLINK_DATA_TX))
             sample.nvlink_rx_kib = _int(got.get(FI_NVLINK_DATA_RX))
         sample.pcie_tx_bytes = _int(got.get(FI_PCIE_TX_BYTES))

@@ -7,7 +7,9 @@ output or kmsg records, given as ``--xid-log``. The boot id comes from
 
 Polling NVML cannot see XIDs (an NVML event set only records events raised while it
 is registered), so a scan reads the kernel's own record instead. The parser
-(``parse``) and the cursor logic (``since``) are pure; ``read_log`` is the only I/O.
+(``parse``) and the cursor logic (``since``) are pure; ``read_log`` is the only I/O
+besides ``uptime`` (``<proc>/uptime``), which dates the kmsg/dmesg stamps so that XIDs
+already in the log at the first scan can be held if they are recent.
 
 A kernel line looks like (stas00/ml-engineering, NVIDIA's Xid catalogue)::
 
@@ -48,6 +50,7 @@ class XidEvent:
     detail: str
     order: float
     order_kind: str   # "seq", "ts" or "line"
+    mono: float | None = None  # seconds since boot (kmsg and dmesg stamps); None without a stamp
 
 
 @record(frozen=True)
@@ -83,14 +86,17 @@ def parse(text: str) -> list[XidEvent]:
         if not match:
             continue
         kmsg, dmesg = _KMSG.match(line), _DMESG.match(line)
+        mono = None
         if kmsg:
             order, kind = float(kmsg.group("seq")), "seq"
+            mono = int(kmsg.group("usec")) / 1e6
         elif dmesg:
             order, kind = float(dmesg.group("sec")), "ts"
+            mono = order
         else:
             order, kind = float(lineno), "line"
         events.append(XidEvent(normalise_pci(match.group("pci")), int(match.group("code")),
-                               match.group("detail").strip()[:200], order, kind))
+                               match.group("detail").strip()[:200], order, kind, mono))
     return events
 
 
@@ -127,6 +133,15 @@ def boot_id(proc_root: Path) -> str | None:
     try:
         return (Path(proc_root) / "sys" / "kernel" / "random" / "boot_id").read_text().strip() or None
     except OSError:
+        return None
+
+
+def uptime(proc_root: Path) -> float | None:
+    """Seconds since boot from ``<proc>/uptime`` (None where there is none): dates kernel-log stamps."""
+    try:
+        with open(Path(proc_root) / "uptime", "rb") as fh:
+            return float(fh.read(64).split()[0])
+    except (OSError, ValueError, IndexError):
         return None
 
 

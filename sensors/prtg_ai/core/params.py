@@ -151,7 +151,13 @@ def split_cli(argv: Sequence[str], declared: Sequence[Param]) -> dict[str, list[
         if param is None:
             raise ConfigError(None, f"Unknown option {option!r}. {_known(declared)}")
         if param.kind == "flag" and not has_eq:
-            value = "yes"
+            # "--explain" alone means yes; "--explain no" (PRTG parameter strings, the
+            # agent's query) carries its value, and a bad one names the parameter
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                i += 1
+                value = args[i]
+            else:
+                value = "yes"
         elif has_eq:
             value = inline
         else:

@@ -3,6 +3,12 @@
 It returns a list of human-readable problems (empty when the document is one
 PRTG accepts). The rules and their sources are in prtg-formats.md §1 and §3.
 Every result the tests produce goes through here.
+
+PRTG reads the legacy format's key names case-insensitively (Paessler's own Python
+helper writes ``Channel``, ``Value``, ``LimitMaxError``...), and its enumerated
+values (``unit``, ``mode``...) likewise. ``canonical`` rewrites such a document in
+the lower-case form that the rules below check and says what it renamed, so the
+validator reports the canonical spelling instead of rejecting the document.
 """
 
 from __future__ import annotations
@@ -167,8 +173,68 @@ def _validate_v2(doc: dict, problems: list[str]) -> None:
             problems.append(f"{where}: lookup channels need lookup_name")
 
 
-def validate(doc) -> list[str]:
-    """Check a PRTG result (a parsed dict or JSON text); return the problems found."""
+_LEGACY_BODY_KEYS = ("text", "result", "error")
+
+
+def _lower_keys(obj: dict, known, where: str, notes: list[str]) -> dict:
+    """``obj`` with the keys PRTG knows in their canonical (lower-case) spelling."""
+    out: dict = {}
+    for key, value in obj.items():
+        canon = key.lower() if isinstance(key, str) and key.lower() in known else key
+        if canon != key:
+            notes.append(f"{where}: key {key!r} is read as {canon!r}")
+        if canon in out:  # "Value" and "value" side by side: keep both visible as a duplicate
+            out[key] = value
+            continue
+        out[canon] = value
+    return out
+
+
+def canonical(doc, notes: list[str] | None = None):
+    """A legacy result with PRTG's case-insensitive key names and enum values made canonical.
+
+    Args:
+        doc: the parsed document (anything; non-legacy documents come back unchanged).
+        notes: receives one line per renamed key or value.
+    """
+    notes = notes if notes is not None else []
+    if not isinstance(doc, dict):
+        return doc
+    top = _lower_keys(doc, ("prtg",), "top level", notes)
+    body = top.get("prtg")
+    if not isinstance(body, dict):
+        return top
+    body = _lower_keys(body, _LEGACY_BODY_KEYS, "prtg", notes)
+    results = body.get("result")
+    if isinstance(results, list):
+        fixed = []
+        for i, ch in enumerate(results):
+            if not isinstance(ch, dict):
+                fixed.append(ch)
+                continue
+            name = ch.get("channel", ch.get("Channel", f"#{i}"))
+            where = f"channel {name!r}" if isinstance(name, str) else f"channel #{i}"
+            ch = _lower_keys(ch, _LEGACY_CHANNEL_KEYS, where, notes)
+            for key, allowed in _ENUMS.items():
+                value = ch.get(key)
+                if isinstance(value, str) and value not in allowed:
+                    match = [a for a in allowed if a.lower() == value.lower()]
+                    if match:
+                        notes.append(f"{where}: {key} {value!r} is read as {match[0]!r}")
+                        ch[key] = match[0]
+            fixed.append(ch)
+        body["result"] = fixed
+    top["prtg"] = body
+    return top
+
+
+def validate(doc, notes: list[str] | None = None) -> list[str]:
+    """Check a PRTG result (a parsed dict or JSON text); return the problems found.
+
+    Args:
+        doc: the result.
+        notes: when given, receives what was read case-insensitively (not a problem).
+    """
     problems: list[str] = []
     if isinstance(doc, (str, bytes)):
         try:
@@ -177,6 +243,7 @@ def validate(doc) -> list[str]:
             return [f"not valid JSON: {exc}"]
     if not isinstance(doc, dict):
         return ["the document must be a JSON object"]
+    doc = canonical(doc, notes)
     if "prtg" in doc:
         _validate_legacy(doc, problems)
     elif "version" in doc:

@@ -46,8 +46,19 @@ def ib_port(sys, dev, port, *, layer="InfiniBand", rate="400 Gb/sec (4X NDR)", s
     w(sys / "class/infiniband" / dev / "node_type", "1: CA")
 
 
-def netdev(sys, name, *, typ=1, oper="up", carrier=1, flags="0x1003", speed=25000, stats=None):
+IFINDEX = {}
+
+
+def netdev(sys, name, *, typ=1, oper="up", carrier=1, flags="0x1003", speed=25000, stats=None,
+           hardware=True, rdma=None):
     base = sys / "class/net" / name
+    index = IFINDEX.setdefault((sys, name), len([k for k in IFINDEX if k[0] == sys]) + 1)
+    w(base / "ifindex", index)
+    w(base / "iflink", index)
+    if hardware:  # real sysfs: a link to the PCI function; here a folder with its uevent
+        w(base / "device" / "uevent", f"PCI_SLOT_NAME=0000:{0x10 + index:02x}:00.0")
+    if rdma:  # the RoCE netdev's PCI function also carries the RDMA device
+        w(base / "device" / "infiniband" / rdma / "node_type", "1: CA")
     w(base / "type", typ)
     w(base / "operstate", oper)
     if carrier is not None:
@@ -75,7 +86,7 @@ def proc(root, default_iface, boot_id):
 
 
 def lo(sys):
-    netdev(sys, "lo", typ=772, oper="unknown", carrier=1, flags="0x9", speed=None,
+    netdev(sys, "lo", typ=772, oper="unknown", carrier=1, flags="0x9", speed=None, hardware=False,
            stats={"rx_bytes": 123456, "tx_bytes": 123456, "rx_packets": 1000, "tx_packets": 1000})
 
 
@@ -114,7 +125,7 @@ for i, nd in enumerate(("ens1f0np0", "ens1f1np1")):
                 "rp_cnp_ignored": 0, "out_of_buffer": 0, "out_of_sequence": 3, "packet_seq_err": 0,
                 "local_ack_timeout_err": 0, "rnr_nak_retry_err": 0, "roce_adp_retrans": 0,
                 "rx_read_requests": 100, "rx_write_requests": 200, "implied_nak_seq_err": 0})
-    netdev(sys, nd, speed=200000, stats={"rx_bytes": 1_000_000, "tx_bytes": 2_000_000,
+    netdev(sys, nd, speed=200000, rdma=f"mlx5_{i}", stats={"rx_bytes": 1_000_000, "tx_bytes": 2_000_000,
                                          "rx_packets": 1_000, "tx_packets": 2_000})
 netdev(sys, "eno1", speed=10000, stats={"rx_bytes": 50_000_000, "tx_bytes": 40_000_000,
                                         "rx_packets": 50_000, "tx_packets": 40_000})

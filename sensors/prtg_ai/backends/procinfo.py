@@ -1,0 +1,60 @@
+"""Who a GPU process is: its name and container, from procfs (the GPU sensors' only procfs reads).
+
+Reads, below the context's injected ``proc_root``: ``<proc>/<pid>/comm`` (the process
+name, at most 64 bytes) and ``<proc>/<pid>/cgroup`` (at most 8 KiB), where a container
+runtime leaves the container id and Kubernetes the pod UID. NVML reports host PIDs, so
+inside a container without the host's PID namespace nothing is found: the caller then
+shows the PID alone. The parser (``container_of``) is pure.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MAX_COMM_BYTES = 64
+MAX_CGROUP_BYTES = 8192
+MAX_NAME = 32
+# kubepods[-burstable|-besteffort]-pod<uid>.slice (systemd driver) or /kubepods/.../pod<uid>/ (cgroupfs)
+_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+# docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope, or a bare /<id>
+_CONTAINER = re.compile(r"(?:^|[/-])([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+
+
+def _read_head(path: Path, limit: int) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def clean(text: str, limit: int = MAX_NAME) -> str:
+    """Printable ASCII only, length-capped: a process may name itself anything."""
+    out = "".join(c if c.isascii() and c.isprintable() else "?" for c in text.strip())
+    return out[:limit]
+
+
+def container_of(cgroup_text: str) -> str | None:
+    """``pod <uid>, container <id12>`` / ``container <id12>`` from a ``/proc/<pid>/cgroup`` text."""
+    pod = _POD.search(cgroup_text)
+    container = None
+    for line in cgroup_text.splitlines():
+        path = line.split(":", 2)[-1]
+        match = _CONTAINER.search(path)
+        if match:
+            container = match.group(1)[:12]
+    parts = []
+    if pod:
+        parts.append("pod " + pod.group(1).replace("_", "-"))
+    if container:
+        parts.append("container " + container)
+    return ", ".join(parts) or None
+
+
+def describe(proc_root: Path, pid: int) -> tuple[str | None, str | None]:
+    """(process name, container/pod) of ``pid``; None for what cannot be read."""
+    base = Path(proc_root) / str(int(pid))
+    comm = _read_head(base / "comm", MAX_COMM_BYTES)
+    cgroup = _read_head(base / "cgroup", MAX_CGROUP_BYTES)
+    return (clean(comm) or None) if comm else None, container_of(cgroup) if cgroup else None
