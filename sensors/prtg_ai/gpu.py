@@ -124,18 +124,26 @@ def held_codes(recent: list, now: float, hold: float, new_codes: list[int],
     return kept[-200:]
 
 
-def top_holders(proc_root, processes, limit: int = 3) -> str | None:
-    """``python3 (PID 41872, 38.2 GiB, pod ..., container ...)`` for the biggest VRAM holders."""
-    from prtg_ai.backends import procinfo
+def top_holders(ctx, processes, limit: int = 3) -> str | None:
+    """``python3 (PID 41872, 38.2 GiB, pod ns/name, container ...)`` for the biggest VRAM holders.
+
+    A pod is named ``namespace/name`` where the Kubernetes API resolves its UID
+    (``backends.k8s_pods``, cached), else by its UID.
+    """
+    from prtg_ai.backends import k8s_pods, procinfo
 
     ranked = sorted((p for p in processes or [] if p.used_bytes), key=lambda p: (-p.used_bytes, p.pid))
     if not ranked:
         return None
+    shown = ranked[:limit]
+    cgroups = {p.pid: procinfo.cgroup_of(ctx.proc_root, p.pid) for p in shown}
+    uids = {u for u in (procinfo.pod_uid_in(text) for text in cgroups.values() if text) if u}
+    names = k8s_pods.resolve(ctx, uids)
     parts = []
-    for p in ranked[:limit]:
-        name, where = procinfo.describe(proc_root, p.pid)
+    for p in shown:
+        where = procinfo.container_of(cgroups[p.pid], names) if cgroups[p.pid] else None
         detail = [f"PID {p.pid}", f"{p.used_bytes / 2**30:.1f} GiB"] + ([where] if where else [])
-        parts.append(f"{name or 'process'} ({', '.join(detail)})")
+        parts.append(f"{procinfo.comm_of(ctx.proc_root, p.pid) or 'process'} ({', '.join(detail)})")
     more = len(ranked) - limit
     return "; ".join(parts) + (f"; {more} more" if more > 0 else "")
 
@@ -327,7 +335,7 @@ class GpuSensor(Sensor):
         if s.processes is not None:
             add("processes", len(s.processes))
             add("process_vram", s.process_bytes or 0)
-            holders = top_holders(self.ctx.proc_root, s.processes)
+            holders = top_holders(self.ctx, s.processes)
             if holders:
                 result.note(f"Top VRAM: {holders}")
         held_now = is_held(s)

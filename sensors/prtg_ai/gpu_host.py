@@ -179,7 +179,7 @@ class GpuHostSensor(Sensor):
                 named.append(f"{i} ({', '.join(pods[:3])})" if pods else str(i))
             result.note(f"Idle but held (VRAM held, no work, for {window / 60:.0f} min): GPU " + ", ".join(named))
         held_procs = [p for s in samples for p in (s.processes or [])]
-        holders = top_holders(self.ctx.proc_root, held_procs)
+        holders = top_holders(self.ctx, held_procs)
         if holders:
             result.note(f"Top VRAM: {holders}")
         if throttled:

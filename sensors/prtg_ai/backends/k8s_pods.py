@@ -20,11 +20,8 @@ resolves by hand.
 
 from __future__ import annotations
 
-import os
-import re
+from prtg_ai.backends import procinfo
 
-POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
-MAX_CGROUP_BYTES = 64 * 1024
 CACHE_TTL = 600.0      # a pod's name never changes; the TTL only bounds the cache
 NEGATIVE_TTL = 60.0    # an unknown UID (pod just started, API down) is asked again after this
 MAX_CACHE = 2048
@@ -33,19 +30,8 @@ API_TIMEOUT = 3.0      # a message detail must not eat the scan's time budget
 
 def pod_uid(proc_root, pid: int) -> str | None:
     """The UID of the pod whose cgroup holds ``pid`` (None: not in a pod, or gone)."""
-    path = os.path.join(os.fspath(proc_root), str(int(pid)), "cgroup")
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read(MAX_CGROUP_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if "kubepods" not in line:
-            continue
-        match = POD_UID.search(line.split(":", 2)[-1])
-        if match:
-            return match.group(1).replace("_", "-")
-    return None
+    text = procinfo.cgroup_of(proc_root, pid)
+    return procinfo.pod_uid_in(text) if text else None
 
 
 def names_from_pods(pods: list[dict]) -> dict[str, str]:

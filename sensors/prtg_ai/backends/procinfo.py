@@ -16,7 +16,7 @@ MAX_COMM_BYTES = 64
 MAX_CGROUP_BYTES = 8192
 MAX_NAME = 32
 # kubepods[-burstable|-besteffort]-pod<uid>.slice (systemd driver) or /kubepods/.../pod<uid>/ (cgroupfs)
-_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 # docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope, or a bare /<id>
 _CONTAINER = re.compile(r"(?:^|[/-])([0-9a-f]{64})(?:\.scope)?(?:/|$)")
 
@@ -35,26 +35,45 @@ def clean(text: str, limit: int = MAX_NAME) -> str:
     return out[:limit]
 
 
-def container_of(cgroup_text: str) -> str | None:
-    """``pod <uid>, container <id12>`` / ``container <id12>`` from a ``/proc/<pid>/cgroup`` text."""
-    pod = _POD.search(cgroup_text)
+def cgroup_of(proc_root, pid: int) -> str | None:
+    """The text of ``<proc>/<pid>/cgroup`` (capped), None when the process is gone or unreadable."""
+    return _read_head(Path(proc_root) / str(int(pid)) / "cgroup", MAX_CGROUP_BYTES)
+
+
+def pod_uid_in(cgroup_text: str) -> str | None:
+    """The Kubernetes pod UID a ``/proc/<pid>/cgroup`` text names (only on kubepods lines)."""
+    for line in cgroup_text.splitlines():
+        if "kubepods" not in line:
+            continue
+        match = POD_UID.search(line.split(":", 2)[-1])
+        if match:
+            return match.group(1).replace("_", "-")
+    return None
+
+
+def container_id_in(cgroup_text: str) -> str | None:
+    """The first 12 hex digits of the container id a cgroup text names, if any."""
     container = None
     for line in cgroup_text.splitlines():
         path = line.split(":", 2)[-1]
         match = _CONTAINER.search(path)
         if match:
             container = match.group(1)[:12]
+    return container
+
+
+def container_of(cgroup_text: str, pod_names: dict[str, str] | None = None) -> str | None:
+    """``pod <uid or namespace/name>, container <id12>`` / ``container <id12>`` from a cgroup text."""
+    uid, container = pod_uid_in(cgroup_text), container_id_in(cgroup_text)
     parts = []
-    if pod:
-        parts.append("pod " + pod.group(1).replace("_", "-"))
+    if uid:
+        parts.append("pod " + (pod_names or {}).get(uid, uid))
     if container:
         parts.append("container " + container)
     return ", ".join(parts) or None
 
 
-def describe(proc_root: Path, pid: int) -> tuple[str | None, str | None]:
-    """(process name, container/pod) of ``pid``; None for what cannot be read."""
-    base = Path(proc_root) / str(int(pid))
-    comm = _read_head(base / "comm", MAX_COMM_BYTES)
-    cgroup = _read_head(base / "cgroup", MAX_CGROUP_BYTES)
-    return (clean(comm) or None) if comm else None, container_of(cgroup) if cgroup else None
+def comm_of(proc_root, pid: int) -> str | None:
+    """The process name of ``pid`` (printable, capped), None when it cannot be read."""
+    comm = _read_head(Path(proc_root) / str(int(pid)) / "comm", MAX_COMM_BYTES)
+    return (clean(comm) or None) if comm else None
