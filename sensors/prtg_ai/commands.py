@@ -204,10 +204,16 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
               help="Open connections at most (idle and slow ones included).")
 @click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
               help="Seconds before an idle or stalled connection is closed.")
+@click.option("--sensor-defaults", "sensor_defaults", multiple=True, metavar='SENSOR="--PARAM VALUE ..."',
+              help="Node settings added to every request for SENSOR (a request's own parameters win); "
+                   "repeatable. Also from PRTG_AI_SENSOR_DEFAULTS (entries separated by ';' or newlines).")
+@click.option("--deadline", "deadline_text", envvar="PRTG_AI_DEADLINE", metavar="DURATION",
+              help="Per-scan deadline (default 45s, below PRTG's 60 s): a scan past it answers a PRTG error "
+                   "naming what hung, and never holds a worker longer.")
 def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basic: tuple[str, ...],
               allow: tuple[str, ...], allow_paths: tuple[str, ...], insecure: bool, tls_cert: str | None, tls_key: str | None,
               state_dir: str | None, cache_ttl: float, threads: int, connection_limit: int,
-              channel_timeout: int) -> None:
+              channel_timeout: int, sensor_defaults: tuple[str, ...] = (), deadline_text: str | None = None) -> None:
     """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
 
     PRTG polls GET /sensors/SENSOR?PARAM=VALUE (the page at / lists the URLs);
@@ -243,13 +249,15 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
             context = tls_context(tls_cert, tls_key)
         except (ssl.SSLError, OSError) as exc:
             raise click.ClickException(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    node_defaults, deadline_s = _serve_settings(sensor_defaults, deadline_text)
     folder = Path(state_dir) if state_dir else default_state_dir() / "agent"
     _agent_logging(folder, scrubber)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     hub = SharedResources()
     activate(hub)
-    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=allow_paths)
+    app = AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=allow_paths,
+                   deadline_s=deadline_s, sensor_defaults=node_defaults)
     try:
         server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
                              connection_limit=connection_limit, channel_timeout=channel_timeout)
@@ -258,6 +266,18 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     methods = ", ".join(auth.methods) or "none"
     sys.exit(serve(server, announce=lambda m: click.echo(
         f"{m} (auth: {methods})" if "listening" in m else m)))
+
+
+def _serve_settings(entries: tuple[str, ...], deadline_text: str | None) -> tuple[dict[str, list[str]], float]:
+    """``--sensor-defaults`` (and PRTG_AI_SENSOR_DEFAULTS) and ``--deadline``, checked before listening."""
+    from prtg_ai.agent import defaults
+    from prtg_ai.core import deadline
+
+    try:
+        parsed = defaults.parse([*defaults.env_entries(os.environ.get(defaults.ENV)), *entries])
+        return parsed, deadline.parse(deadline_text)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("push")

@@ -35,6 +35,8 @@ from urllib.parse import parse_qsl, quote
 from prtg_ai import __version__
 from prtg_ai.agent.auth import TOKEN_PARAM, Authenticator
 from prtg_ai.agent.cache import SharedResources, TTLCache
+from prtg_ai.agent.defaults import merge, missing_text
+from prtg_ai.agent.dispatch import ScanRunner
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError
@@ -118,12 +120,20 @@ class AgentApp:
         cache_ttl: seconds a sensor result is shared by identical requests.
         hub: shared long-lived resources (NVML session) handed to backends.
         allowed_paths: folders path parameters may point into (``--allow-path``).
+        deadline_s: per-scan deadline (``--deadline``); a scan past it answers a PRTG error
+            naming what it waits on, and the request never waits longer.
+        sensor_defaults: per-sensor node settings (``--sensor-defaults``), see ``defaults.py``.
     """
 
     def __init__(self, auth: Authenticator, state_dir: Path, env: Mapping[str, str] | None = None,
                  cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None,
-                 allowed_paths: Iterable[str] = ()):
+                 allowed_paths: Iterable[str] = (), deadline_s: float | None = None,
+                 sensor_defaults: Mapping[str, list[str]] | None = None):
+        from prtg_ai.core.deadline import DEFAULT_S
+
         self.auth = auth
+        self.runner = ScanRunner(DEFAULT_S if deadline_s is None else deadline_s, error_body)
+        self.sensor_defaults = dict(sensor_defaults or {})
         self.allowed_paths = tuple(os.path.realpath(p) for p in allowed_paths)
         self.state_dir = Path(state_dir)
         self.env = dict(os.environ if env is None else env)
@@ -192,12 +202,17 @@ class AgentApp:
                     raise BadRequest(f"format={formats[-1][:20]!r} is not one of prtg, v2.")
             cls = registry.get(sensor_id)
             argv = query_to_argv(cls, pairs, self.allowed_paths)
+            argv = merge(cls, self.sensor_defaults.get(sensor_id, []), argv)
+            missing = missing_text(cls, argv)
+            if missing:
+                raise BadRequest(missing)
         except (BadRequest, ConfigError) as exc:
             text = str(exc) if isinstance(exc, BadRequest) else exc.message()
             return finish(SensorResult.failure(self.auth.scrubber.scrub(text)), fmt).text.encode("utf-8")
         # Order-insensitive key: ?a=1&b=2 and ?b=2&a=1 share one run.
         key = (sensor_id, fmt, tuple(sorted(argv)))
-        return self.cache.get_or_compute(key, lambda: self._run(sensor_id, argv, fmt))
+        return self.cache.get_or_compute(
+            key, lambda: self.runner.run(key, sensor_id, lambda: self._run(sensor_id, argv, fmt)))
 
     def _run(self, sensor_id: str, argv: list[str], fmt: str) -> bytes:
         # A fresh Scrubber per run: secrets from one request's parameters must not
@@ -211,8 +226,11 @@ class AgentApp:
 
     # -- pages -----------------------------------------------------------
     def _health(self) -> bytes:
-        return json.dumps({"status": "ok", "version": __version__,
-                           "uptime_s": round(time.monotonic() - self.started, 1)}).encode("utf-8")
+        stuck = self.runner.stuck()
+        return json.dumps({"status": "degraded" if stuck else "ok", "version": __version__,
+                           "uptime_s": round(time.monotonic() - self.started, 1),
+                           "stuck_scans": len(stuck), "stuck": stuck[:16],
+                           "deadline_s": self.runner.seconds}).encode("utf-8")
 
     def _index(self, environ: Mapping[str, str]) -> bytes:
         scheme = environ.get("wsgi.url_scheme", "http")
