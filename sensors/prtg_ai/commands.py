@@ -102,23 +102,31 @@ def _writable(folder: Path) -> tuple[bool, str]:
 
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor(as_json: bool) -> None:
-    """Report what this host can monitor, and why not."""
-    from prtg_ai.backends import aws, nvml
+@click.option("--check-cost-explorer", is_flag=True,
+              help="Also call Cost Explorer once to check gpu_spend's permission (AWS bills USD 0.01 per call).")
+def doctor(as_json: bool, check_cost_explorer: bool) -> None:
+    """Report what this host can monitor, and why not.
+
+    Honours PRTG_AI_SYS_ROOT / PRTG_AI_PROC_ROOT (a container that mounts the host's
+    sysfs elsewhere) exactly as the sensors do.
+    """
+    from prtg_ai.backends import aws, nvml, xid
+    from prtg_ai.core.context import Context
     from prtg_ai.core.paths import default_state_dir
 
+    ctx = Context()
     checks = []
     state_ok, state_detail = _writable(default_state_dir())
     checks.append(("State folder writable", state_ok, state_detail +
                    ("" if state_ok else " (set PRTG_AI_STATE_DIR to a writable folder)")))
     nvml_ok, nvml_detail = nvml.probe()
     checks.append(("NVML (gpu, gpu_host)", nvml_ok, nvml_detail))
-    ib = Path("/sys/class/infiniband")
-    ib_ok = ib.is_dir() and any(ib.iterdir())
-    checks.append(("InfiniBand / RoCE HCAs (east_west)", ib_ok,
-                   ", ".join(sorted(p.name for p in ib.iterdir())) if ib_ok else "none found under /sys/class/infiniband"))
+    checks.append(_kernel_log_check(xid))
+    checks.append(_fabric_check(ctx))
     aws_ok, aws_detail = aws.credentials_status()
     checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
+    if aws_ok:
+        checks += aws.permission_status(check_cost_explorer)
     checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
     checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
     checks.append(("prtg-ai", True, f"{__version__} ({os.path.dirname(os.path.abspath(__file__))})"))
@@ -129,30 +137,37 @@ def doctor(as_json: bool) -> None:
         click.echo(f"[{'ok' if ok else '--'}] {check}: {detail}")
 
 
-@cli.command("accept-gpu-count")
-@click.option("--state-dir", "state_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="State folder to update (repeatable). Default: this user's state folder and its 'agent' "
-                   "subfolder (where prtg-ai serve keeps its state).")
-def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
-    """Accept this host's present GPU count as normal (after a GPU was removed on purpose).
+def _kernel_log_check(xid) -> tuple[str, bool, str]:
+    """Can this user read XIDs from the kernel log (what the GPU sensors need for XID channels)?"""
+    name = "Kernel log for XIDs (gpu, gpu_host)"
+    if not sys.platform.startswith("linux"):
+        return name, False, "XIDs are read from the Linux kernel log; this host is not Linux"
+    read = xid.read_log(xid.KMSG)
+    if read.text is None:
+        return name, False, (f"{read.problem}. The GPU sensors then say that XIDs cannot be read; "
+                             "give the agent CAP_SYSLOG (systemd unit) or point --xid-log at a readable kernel log")
+    return name, True, f"{read.source} readable ({len(xid.parse(read.text))} XID line(s) in it now)"
 
-    gpu_host keeps the most GPUs the host has ever shown and reports the difference
-    as Missing GPUs (an error) on every scan until the GPU is back. Run this on the
-    node when the change is permanent; the next scan of every gpu_host sensor then
-    takes the count it sees as the new normal. (With --expected-gpus, change that
-    parameter instead.)
-    """
-    from prtg_ai.core.paths import default_state_dir
-    from prtg_ai.gpu_host import accept_gpu_count
 
-    folders = [Path(d) for d in state_dirs] or [default_state_dir(), default_state_dir() / "agent"]
-    total = 0
-    for folder in folders:
-        marked = accept_gpu_count(folder)
-        total += marked
-        click.echo(f"{folder}: {marked} gpu_host sensor(s) will accept their present GPU count on the next scan")
-    if not total:
-        raise click.ClickException("no gpu_host state found: nothing to accept (is --state-dir the sensor's folder?)")
+def _fabric_check(ctx) -> tuple[str, bool, str]:
+    """east_west: RDMA HCAs under <sys>/class/infiniband, else NIC-only monitoring from <sys>/class/net."""
+    name = "Fabric (east_west)"
+    ib = ctx.sys_root / "class" / "infiniband"
+    try:
+        hcas = sorted(p.name for p in ib.iterdir()) if ib.is_dir() else []
+    except OSError:
+        hcas = []
+    if hcas:
+        return name, True, f"InfiniBand / RoCE HCAs under {ib}: {', '.join(hcas)}"
+    net = ctx.sys_root / "class" / "net"
+    try:
+        nics = sorted(p.name for p in net.iterdir() if (p / "device").exists()) if net.is_dir() else []
+    except OSError:
+        nics = []
+    if nics:
+        return name, True, (f"NIC-only monitoring available: no RDMA HCA under {ib}, physical NICs under {net}: "
+                            f"{', '.join(nics[:8])}")
+    return name, False, f"neither RDMA HCAs under {ib} nor physical NICs under {net} (is PRTG_AI_SYS_ROOT right?)"
 
 
 @cli.command("render")

@@ -145,7 +145,8 @@ def read_log(path: Path) -> LogRead:
             fh.seek(max(0, size - MAX_TEXT_BYTES))
             return LogRead(fh.read().decode("utf-8", errors="replace"), source)
     except PermissionError:
-        return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root)")
+        return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root "
+                                     "or CAP_SYSLOG; README: XIDs)")
     except OSError as exc:
         return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
 
