@@ -43,6 +43,11 @@ SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe an
 # No node-specific guesses here (a checkpoint folder, a model server's port): those are
 # node settings, given to the agent with ``serve --sensor-defaults``; a sensor whose
 # setting is missing answers an error naming the exact line to add.
+# UNCONFIRMED: whether PRTG substitutes a device credential placeholder inside an HTTP
+# Data Advanced URL. If it does, "token=%linuxpassword" in a template would keep the
+# token in PRTG's device credentials; unused until confirmed (README, "Facts we could
+# not confirm"): install --agent-token-file is the supported way.
+URL_CREDENTIAL_PLACEHOLDER = "%linuxpassword"
 INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
 
 _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
