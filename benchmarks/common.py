@@ -224,7 +224,7 @@ def wrk_load(port: int, path: str, seconds: float, connections: int = 16, thread
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                          timeout=seconds + 60, check=True).stdout
-    percent = {m.group(1): _wrk_ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M)}
+    percent = {m.group(1): _wrk_ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M)}
     requests = int(re.search(r"^\s+(\d+) requests in", out, re.M).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
