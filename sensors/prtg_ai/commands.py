@@ -170,6 +170,32 @@ def _fabric_check(ctx) -> tuple[str, bool, str]:
     return name, False, f"neither RDMA HCAs under {ib} nor physical NICs under {net} (is PRTG_AI_SYS_ROOT right?)"
 
 
+@cli.command("accept-gpu-count")
+@click.option("--state-dir", "state_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="State folder to update (repeatable). Default: this user's state folder and its 'agent' "
+                   "subfolder (where prtg-ai serve keeps its state).")
+def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
+    """Accept this host's present GPU count as normal (after a GPU was removed on purpose).
+
+    gpu_host keeps the most GPUs the host has ever shown and reports the difference
+    as Missing GPUs (an error) on every scan until the GPU is back. Run this on the
+    node when the change is permanent; the next scan of every gpu_host sensor then
+    takes the count it sees as the new normal. (With --expected-gpus, change that
+    parameter instead.)
+    """
+    from prtg_ai.core.paths import default_state_dir
+    from prtg_ai.gpu_host import accept_gpu_count
+
+    folders = [Path(d) for d in state_dirs] or [default_state_dir(), default_state_dir() / "agent"]
+    total = 0
+    for folder in folders:
+        marked = accept_gpu_count(folder)
+        total += marked
+        click.echo(f"{folder}: {marked} gpu_host sensor(s) will accept their present GPU count on the next scan")
+    if not total:
+        raise click.ClickException("no gpu_host state found: nothing to accept (is --state-dir the sensor's folder?)")
+
+
 @cli.command("render")
 @click.option("--check", is_flag=True, help="Exit 1 if a generated file is stale; write nothing.")
 def render_cmd(check: bool) -> None:

@@ -60,6 +60,7 @@ def test_doctor_reports_what_this_host_can_monitor(tmp_path):
 def test_version_and_help():
     assert prtg_ai("--version").stdout.strip().endswith(__version__)
     text = prtg_ai("--help").stdout
-    for command in ("run", "list", "validate", "doctor", "render", "serve", "push", "install", "uninstall"):
+    for command in ("run", "list", "validate", "doctor", "render", "serve", "push", "install", "uninstall",
+                    "accept-gpu-count"):
         assert command in text
     assert "--format" in prtg_ai("run", "--help").stdout
