@@ -143,3 +143,45 @@ def test_agent_with_every_worker_stuck_still_answers_other_sensors_and_health(tm
         assert json.loads(body)["stuck_scans"] == 4
     finally:
         agent.stop()
+
+
+def test_run_inference_against_a_server_that_trickles_bytes_ends_on_time_naming_the_server(tmp_path):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:  # headers, then one byte a second, for as long as the client stays
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+                try:
+                    while not stop.wait(1.0):
+                        conn.sendall(b"#")
+                except OSError:
+                    pass
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", "run", "inference", "--url",
+                               f"http://127.0.0.1:{port}", "--timeout", "50s", "--deadline", "2s"],
+                              capture_output=True, text=True, env=clean_env(tmp_path / "state"), timeout=60)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+    assert proc.returncode == 0 and validate(proc.stdout) == []
+    text = json.loads(proc.stdout)["prtg"]["text"]
+    assert f"HTTP GET of http://127.0.0.1:{port}" in text and "2 s deadline" in text, text
+    assert took < 8.0, took

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import SensorError
 from prtg_ai.core.log import get_logger
 
@@ -308,12 +309,15 @@ class Aws:
         return client
 
     def _call(self, service: str, region: str | None, op: str, **kwargs) -> dict:
+        doing(f"AWS {service} {op}")
         CALLED.add((service, op))
         try:
             from botocore import xform_name
 
             client = self._client(service, region)
-            return check_answer(getattr(client, xform_name(op))(**kwargs), service, op)
+            answer = getattr(client, xform_name(op))(**kwargs)
+            done()
+            return check_answer(answer, service, op)
         except AwsError:
             raise
         except Exception as exc:  # translated to an actionable AwsError; anything else is re-raised

@@ -25,6 +25,7 @@ import time
 
 import requests
 
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import SensorError
 
 MAX_METRICS_BYTES = 8 * 1024 * 1024  # vLLM with many LoRA adapters: ~1 MB; 8 MB is a runaway page
@@ -40,6 +41,18 @@ class Unreachable(SensorError):
     def __init__(self, problem: str, hint: str = "", refused: bool = False):
         super().__init__(problem, hint)
         self.refused = refused
+
+
+def _where(url: str) -> str:
+    """Scheme, host and port of ``url`` only: what a deadline message may name (no path, query or credentials)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}"
+    except ValueError:
+        return "the model server"
 
 
 def _session(api_key: str | None) -> requests.Session:
@@ -79,6 +92,7 @@ def fetch_text(url: str, timeout: float, api_key: str | None = None, monotonic=t
                limit: int = MAX_METRICS_BYTES) -> str:
     """GET ``url`` and return its text; raises ``Unreachable`` or ``SensorError`` with a hint."""
     deadline = monotonic() + timeout
+    doing(f"HTTP GET of {_where(url)}")
     try:
         with _session(api_key) as session, session.get(url, timeout=(min(3.0, timeout), timeout),
                                                         stream=True) as response:
@@ -89,6 +103,7 @@ def fetch_text(url: str, timeout: float, api_key: str | None = None, monotonic=t
                 raise SensorError(f"{url} answered HTTP {response.status_code}.",
                                   "Is --url the model server, and --metrics-path its metrics page?")
             body = _read_bounded(response, limit, deadline, monotonic)
+            done()
             return body.decode(response.encoding or "utf-8", errors="replace")
     except requests.RequestException as exc:
         raise _unreachable(url, exc) from None

@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable
 
-from prtg_ai.core.deadline import doing
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.log import get_logger
 from prtg_ai.records import field, record
@@ -210,7 +210,9 @@ class _Caller:
         label = label or name
         doing(f"NVML {name} on GPU {self.sample.index}")
         try:
-            return getattr(self.nv, name)(*args, **kwargs)
+            value = getattr(self.nv, name)(*args, **kwargs)
+            done()
+            return value
         except AttributeError:
             # An older nvidia-ml-py without this wrapper: same as an older driver.
             self._absent(label, "function missing from nvidia-ml-py")

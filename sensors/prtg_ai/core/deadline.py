@@ -37,6 +37,11 @@ def doing(what: str) -> None:
     _doing[_get_ident()] = what
 
 
+def done() -> None:
+    """The calling thread finished what it said it was doing (so an overrun later never blames it)."""
+    _doing[_get_ident()] = ""
+
+
 def current(ident: int | None = None) -> str:
     """What thread ``ident`` (default: the caller) said it was doing last."""
     return _doing.get(_get_ident() if ident is None else ident, "")

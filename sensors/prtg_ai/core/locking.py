@@ -26,6 +26,9 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        from prtg_ai.core.deadline import doing, done
+
+        doing(f"the state lock {os.path.basename(self.path)}")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.timeout
         try:
@@ -37,6 +40,7 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
+        done()
 
     def release(self) -> None:
         if self._fd is None:
