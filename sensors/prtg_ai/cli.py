@@ -121,9 +121,7 @@ def run_command(args: list[str]) -> int:
             text = ('{"prtg":{"error":1,"text":"prtg-ai could not start (%s). '
                     'Reinstall the pack or run prtg-ai doctor on this host."}}' % type(exc).__name__)
     if watchdog is not None and not watchdog.claim():
-        import threading
-
-        threading.Event().wait()  # the watchdog has answered and is ending the process
+        watchdog.wait_forever()  # the watchdog has answered and is ending the process
     _write(text)
     return 0
 

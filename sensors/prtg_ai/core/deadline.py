@@ -19,8 +19,8 @@ agent with ``prtg-ai serve --deadline``.
 
 from __future__ import annotations
 
+import _thread  # the C module under threading: a script scan need not import threading.py
 import os
-import threading
 
 DEFAULT_S = 45.0  # below PRTG's default 60 s script timeout, with room for start-up and output
 MIN_S, MAX_S = 1.0, 3600.0
@@ -29,7 +29,7 @@ OPTION = "--deadline"
 
 # thread id -> (what it is doing, since when); written by backends, read on overrun.
 _doing: dict[int, str] = {}
-_get_ident = threading.get_ident
+_get_ident = _thread.get_ident
 
 
 def doing(what: str) -> None:
@@ -79,6 +79,9 @@ def overrun_text(sensor_id: str, seconds: float, what: str) -> str:
 class Watchdog:
     """End the process with a PRTG error if the scan in thread ``ident`` overruns.
 
+    Built on ``_thread`` (no ``threading`` import on a scan's path). The watchdog
+    thread is a bare one: the interpreter does not wait for it at exit.
+
     Args:
         seconds: the deadline.
         on_overrun: called in the watchdog thread with what the scan was doing; it
@@ -89,23 +92,30 @@ class Watchdog:
         self.seconds = seconds
         self.on_overrun = on_overrun
         self.ident = _get_ident() if ident is None else ident
-        self._done = threading.Event()
-        self._claim = threading.Lock()
-        self._thread = threading.Thread(target=self._watch, name="prtg-ai-deadline", daemon=True)
+        self._done = _thread.allocate_lock()
+        self._done.acquire()  # released when the scan has finished
+        self._claim = _thread.allocate_lock()
 
     def __enter__(self) -> "Watchdog":
-        self._thread.start()
+        _thread.start_new_thread(self._watch, ())
         return self
 
     def __exit__(self, *exc) -> None:
-        self._done.set()
+        self._done.release()
 
     def claim(self) -> bool:
         """The scan asks to write its own result; False once the watchdog has answered."""
-        return self._claim.acquire(blocking=False)
+        return self._claim.acquire(False)
+
+    @staticmethod
+    def wait_forever() -> None:
+        """Block the caller for good (the watchdog is ending the process)."""
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        lock.acquire()
 
     def _watch(self) -> None:
-        if self._done.wait(self.seconds) or not self._claim.acquire(blocking=False):
+        if self._done.acquire(True, self.seconds) or not self._claim.acquire(False):
             return
         try:
             self.on_overrun(current(self.ident))
