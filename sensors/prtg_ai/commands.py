@@ -43,8 +43,13 @@ def list_sensors(as_json: bool) -> None:
         })
     from prtg_ai.core.runtime import BASELINE
 
+    from prtg_ai.core import deadline
+
     every = [{"option": BASELINE.option, "kind": BASELINE.kind, "required": False, "help": BASELINE.help,
-              "multiple": True}]
+              "multiple": True},
+             {"option": deadline.OPTION, "kind": "duration", "required": False, "multiple": False,
+              "help": f"per-scan deadline (default {deadline.DEFAULT_S:g}s, or {deadline.ENV}): past it the "
+                      "scan answers a PRTG error naming what hung"}]
     if as_json:
         click.echo(json.dumps({"sensors": rows, "every_sensor": every}, indent=2))
         return

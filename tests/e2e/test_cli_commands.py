@@ -26,7 +26,7 @@ def test_list_names_every_sensor_its_parameters_and_the_runtime_options(tmp_path
     assert "every sensor" in text and "--baseline" in text
     doc = json.loads(prtg_ai("list", "--json", env=env).stdout)
     assert [s["id"] for s in doc["sensors"]] == registry.sensor_ids()
-    assert doc["every_sensor"][0]["option"] == "--baseline"
+    assert [e["option"] for e in doc["every_sensor"]] == ["--baseline", "--deadline"]
     checkpoint = next(s for s in doc["sensors"] if s["id"] == "checkpoint_volume")
     assert {"option": "--path", "kind": "path", "required": True}.items() <= checkpoint["params"][0].items()
 
