@@ -97,11 +97,12 @@ def run_command(args: list[str]) -> int:
         sensor_id = rest[0] if rest else ""
 
         def overrun(what: str) -> None:
+            text = deadline.overrun_text(sensor_id[:60], seconds, what)
+            # PRTG's answer first: the stuck scan might hold a lock the log needs.
+            _write(finish(SensorResult.failure(ctx.secrets.scrub(text)), fmt).text)
             from prtg_ai.core.log import get_logger
 
-            text = deadline.overrun_text(sensor_id[:60], seconds, what)
-            get_logger("prtg_ai.runtime").error("%s", text)
-            _write(finish(SensorResult.failure(ctx.secrets.scrub(text)), fmt).text)
+            get_logger("prtg_ai.runtime").error("%s", ctx.secrets.scrub(text))
 
         if problem:
             outcome = finish(SensorResult.failure(problem), fmt)

@@ -50,6 +50,8 @@ def test_run_gpu_answers_a_prtg_error_naming_the_hung_call_within_its_deadline(t
     assert "NVML nvmlDeviceGetTemperature on GPU 3" in text
     assert "Traceback" not in proc.stdout + proc.stderr
     assert 3.0 <= took < 10.0, took  # on time: the blocked call (600 s) did not hold the process
+    log = (tmp_path / "state" / "prtg-ai.log").read_text()
+    assert "did not finish within its 3 s deadline" in log and "nvmlDeviceGetTemperature on GPU 3" in log
 
 
 def test_run_deadline_from_the_environment_and_script_v2(tmp_path):
