@@ -187,3 +187,24 @@ def test_run_inference_against_a_server_that_trickles_bytes_ends_on_time_naming_
     text = json.loads(proc.stdout)["prtg"]["text"]
     assert f"HTTP GET of http://127.0.0.1:{port}" in text and "2 s deadline" in text, text
     assert took < 8.0, took
+
+
+def test_push_answers_a_hung_scan_with_a_prtg_error_and_shares_the_stuck_call(tmp_path, monkeypatch):
+    from fakes.nvml_fake import install
+    from prtg_ai.agent.push import Pusher, parse_targets
+    from prtg_ai.core.context import Context
+
+    scenario = json.loads(hung_scenario(tmp_path, gpu=0).read_text())
+    scenario["block"]["seconds"] = 20  # ends within the test session; far past the 1 s deadline
+    fake = install(monkeypatch, scenario)
+    [target] = parse_targets(["gpu=push-token-0123456789"], ['gpu=--gpu 0 --xid-log /nonexistent'])
+    pusher = Pusher("http://127.0.0.1:9", [target], ctx=Context(env={"PRTG_AI_DEADLINE": "1s"},
+                                                                 state_dir=tmp_path / "state"))
+    started = time.monotonic()
+    body = json.loads(pusher.body_for(target))
+    assert 1.0 <= time.monotonic() - started < 4.0
+    assert body["prtg"]["error"] == 1 and "NVML nvmlDeviceGetTemperature on GPU 0" in body["prtg"]["text"]
+    started = time.monotonic()
+    again = json.loads(pusher.body_for(target))
+    assert time.monotonic() - started < 0.5 and "still stuck" in again["prtg"]["text"]
+    assert fake.blocked == 1  # one stuck call, shared
