@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test bench bench-quick reliability reliability-quick render check-generated clean
+.PHONY: test bench bench-quick reliability reliability-quick render check-generated image clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ render: $(VENV)/.installed
 
 check-generated: $(VENV)/.installed
 	$(VENV)/bin/prtg-ai render --check
+
+# The agent's container image (name and tag as the DaemonSet names it), built from the wheel.
+IMAGE_VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' sensors/prtg_ai/__init__.py)
+image: $(VENV)/.installed
+	rm -rf dist && $(PY) -m build --wheel --outdir dist .
+	docker build -f installer/assets/container/Dockerfile -t prtg-ai-agent:$(IMAGE_VERSION) dist/
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -48,17 +48,68 @@ def record(sensor_id: str, result: SensorResult) -> None:
             LOOKUP_VALUES[ch.valuelookup].add(ch.value)
 
 
+_RANK = {"ok": 0, "warning": 1, "error": 2}
+
+
+def _ovl_states() -> dict[str, tuple[str, dict[int, str]]]:
+    """lookup id -> (undefined state, value -> state), read from the shipped ``lookups/*.ovl`` XML."""
+    import xml.etree.ElementTree as ET
+
+    if not _OVL:
+        for path in sorted((REPO / "lookups").glob("*.ovl")):
+            root = ET.parse(path).getroot()
+            values = {int(e.get("value")): e.get("state") for e in root.iter("SingleInt")}
+            _OVL[root.get("id")] = (root.get("undefinedState"), values)
+    return _OVL
+
+
+_OVL: dict = {}
+
+
+def legacy_worst(doc: dict) -> str:
+    """How PRTG judges a legacy result: error flag, channel warning flags, enabled limits, lookup states.
+
+    Written from PRTG's documented semantics (limits apply with limitmode 1; a value above
+    a max / below a min limit is in that state), independently of the pack's judge.
+    """
+    body = doc["prtg"]
+    if body.get("error"):
+        return "error"
+    worst = "ok"
+    for ch in body["result"]:
+        state = "warning" if ch.get("warning") else "ok"
+        v = ch["value"]
+        if ch.get("limitmode") == 1:
+            if ("limitmaxerror" in ch and v > ch["limitmaxerror"]) or ("limitminerror" in ch and v < ch["limitminerror"]):
+                state = "error"
+            elif ((("limitmaxwarning" in ch and v > ch["limitmaxwarning"])
+                   or ("limitminwarning" in ch and v < ch["limitminwarning"])) and state == "ok"):
+                state = "warning"
+        if ch.get("valuelookup") in _ovl_states():
+            undefined, values = _ovl_states()[ch["valuelookup"]]
+            lk = {"Warning": "warning", "Error": "error"}.get(values.get(int(v), undefined), "ok")
+            state = lk if _RANK[lk] > _RANK[state] else state
+        worst = state if _RANK[state] > _RANK[worst] else worst
+    return worst
+
+
 def check_result(sensor_id: str, result: SensorResult) -> dict:
-    """Render ``result`` both ways, assert PRTG accepts both, record channels; return legacy JSON."""
+    """Render ``result`` both ways, assert PRTG accepts both, record channels; return legacy JSON.
+
+    Also asserts the Script v2 status equals the worst limit/lookup state of the legacy result.
+    """
     for fmt, to_doc in (("prtg", to_legacy), ("v2", to_v2)):
         outcome = finish(result, fmt)
         assert outcome.problems == [], f"{fmt} result broke PRTG's rules: {outcome.problems}"
         assert validate(outcome.text) == []
         for marker in SECRET_MARKERS:
             assert marker not in outcome.text
+    legacy = json.loads(finish(result, "prtg").text)
+    v2 = json.loads(finish(result, "v2").text)
+    assert v2["status"] == legacy_worst(legacy), (v2["status"], legacy_worst(legacy), v2.get("message"))
     if not result.error:
         record(sensor_id, result)
-    return json.loads(finish(result, "prtg").text)
+    return legacy
 
 
 def cli_env(state_dir: Path, extra: dict | None = None) -> dict:

@@ -70,11 +70,17 @@ CHANGES = {"mkdir", "create", "update", "backup", "remove", "restore", "rmdir", 
 class FileSystem:
     """Every change to the tree goes through these methods; tests inject faults here."""
 
-    def write(self, path: Path, data: bytes, executable: bool) -> None:
-        """Write ``path`` (which must not exist) via a temp file and an atomic rename."""
+    def write(self, path: Path, data: bytes, executable: bool, private: bool = False) -> None:
+        """Write ``path`` (which must not exist) via a temp file and an atomic rename.
+
+        ``private`` files (device templates holding the agent token) are created owner-only
+        (0600) on POSIX from the first byte; on Windows they inherit the folder's ACL.
+        """
         temp = path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
         try:
-            with open(temp, "xb") as fh:
+            mode = 0o600 if private else 0o666
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            with os.fdopen(os.open(temp, flags, mode), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -214,7 +220,7 @@ def install(plan: Plan, root: Path, fs: FileSystem | None = None,
                     origin = MODIFIED if op.path in manifest.files else FOREIGN
                     entry.backups.append(run.backup(op.path, origin))
                 if step.action != "unchanged":
-                    run.write(op.path, op.data, op.executable)
+                    run.write(op.path, op.data, op.executable, **({"private": True} if op.private else {}))
                 entry.sha256, entry.role, entry.executable = op.sha256, op.role, op.executable
                 new.files[op.path] = entry
             elif step.action in ("remove", "restore"):
@@ -289,14 +295,14 @@ class _Run:
         self.fs.mkdir(target)
         self.undo.append(lambda: target.rmdir())
 
-    def write(self, rel: str, data: bytes, executable: bool) -> None:
+    def write(self, rel: str, data: bytes, executable: bool, **extra) -> None:
         self.where = rel
         target = self.path(rel)
         import hashlib
 
         self.note(do="create", path=rel, sha256=hashlib.sha256(data).hexdigest(),
                   temp=target.with_name(f"{target.name}{TEMP_TAG}{os.getpid()}").name)
-        self.fs.write(target, data, executable)
+        self.fs.write(target, data, executable, **extra)
         self.undo.append(lambda: target.unlink())
 
     def park(self, rel: str) -> None:

@@ -38,7 +38,12 @@ _LABELS = {
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, exists=True), help="CA bundle for the core's TLS certificate.")
 @click.option("--insecure", is_flag=True, help="Do not verify the core's TLS certificate (not recommended).")
 @click.option("--force", is_flag=True, help="Install into --prtg-dir even if it does not look like a PRTG folder.")
-def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, insecure, force) -> None:
+@click.option("--agent-token-file", "agent_token_file", type=click.Path(dir_okay=False, exists=True),
+              metavar="FILE", help="The token file the GPU nodes' agents use (prtg-ai serve --token-file FILE): "
+                                   "the HTTP device templates' URLs then authenticate (those files are written "
+                                   "owner-only). The token is never printed.")
+def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, insecure, force,
+            agent_token_file=None) -> None:
     """Place lookups, device templates and script wrappers into PRTG's folders.
 
     Re-running is safe: unchanged files stay untouched, and a file that someone else
@@ -55,10 +60,16 @@ def install(prtg_dir, roles, dry_run, python, reload_url, api_token, ca_bundle, 
         raise click.BadParameter(f"{python!r} is not an absolute path", param_hint="--python")
     if reload_url and not api_token:
         raise click.BadParameter("--reload-lookups needs --api-token (or PRTG_API_TOKEN)", param_hint="--api-token")
+    token = _agent_token(agent_token_file)
     try:
-        the_plan = plan_mod.build_plan(role_list, sensor_ids(), python, __version__, plan_mod.load_shipped())
+        the_plan = plan_mod.build_plan(role_list, sensor_ids(), python, __version__, plan_mod.load_shipped(),
+                                       agent_token=token)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if "core" in role_list and token is None:
+        click.echo("warning: the HTTP device templates (prtgai_gpu_node_http_*, prtgai_inference_server) carry no "
+                   "token, so their sensors will answer 401 from an agent that requires one. Run install again with "
+                   "--agent-token-file FILE, the file the agents use (prtg-ai serve --token-file FILE).", err=True)
     if "probe" in role_list and sys.platform != "win32" and not PureWindowsPath(python).drive:
         click.echo(f"note: the probe's .cmd wrappers will run {python}; on a Windows probe pass --python "
                    "with the probe's interpreter path.", err=True)
@@ -94,6 +105,20 @@ def uninstall(prtg_dir, roles, dry_run) -> None:
     except (apply.InstallError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     _report(root, steps, dry_run)
+
+
+def _agent_token(path: str | None) -> str | None:
+    """The first token of the agents' token file (the format ``serve --token-file`` reads)."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"--agent-token-file {path}: cannot read it ({type(exc).__name__})") from None
+    tokens = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not tokens:
+        raise click.ClickException(f"--agent-token-file {path}: no token in it (one token per line)")
+    return tokens[0]
 
 
 def _roles(values) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ class FileOp:
     data: bytes
     role: str
     executable: bool = False
+    private: bool = False  # holds a secret (the agent token): written owner-only where the OS allows
 
     @property
     def sha256(self) -> str:
@@ -77,6 +78,7 @@ def build_plan(
     python: str,
     version: str,
     shipped: Shipped,
+    agent_token: str | None = None,
 ) -> Plan:
     """The files to install for ``roles``.
 
@@ -86,6 +88,8 @@ def build_plan(
         python: absolute interpreter path the wrappers run.
         version: pack version for the wrappers' headers.
         shipped: the pack's lookups and templates.
+        agent_token: with ``--agent-token-file``, the token the HTTP device templates'
+            URLs carry (those files are then written owner-only).
 
     Raises:
         wrappers.WrapperError: on a sensor id or interpreter path unfit for a wrapper.
@@ -102,7 +106,11 @@ def build_plan(
             if kind == layout.LOOKUPS:
                 files += [FileOp(f"{base}/{name}", data, role) for name, data in shipped.lookups]
             elif kind == layout.TEMPLATES:
-                files += [FileOp(f"{base}/{name}", data, role) for name, data in shipped.templates]
+                for name, data in shipped.templates:
+                    if agent_token and is_http_template(data):
+                        files.append(FileOp(f"{base}/{name}", with_token(data, agent_token), role, private=True))
+                    else:
+                        files.append(FileOp(f"{base}/{name}", data, role))
             else:
                 spec = wrappers.KINDS[kind]
                 files += [
@@ -123,6 +131,20 @@ def _add_notifications(files: list[FileOp], folders: list[tuple[str, str]], pyth
     folders.append((base, "core"))
     files += [FileOp(f"{base}/{name}", notifications.render(name, python, version), "core")
               for name in sorted(notifications.FILES)]
+
+
+def is_http_template(data: bytes) -> bool:
+    """Whether a device template holds HTTP Data Advanced sensors (URLs polling the agent)."""
+    from prtg_ai.templates import HTTP_URL_FIELD
+
+    return f"<{HTTP_URL_FIELD}>".encode() in data
+
+
+def with_token(data: bytes, token: str) -> bytes:
+    """The template with ``token=<token>`` added to every agent URL (URL-encoded, XML-escaped)."""
+    from prtg_ai.templates import add_token
+
+    return add_token(data.decode("utf-8"), token).encode("utf-8")
 
 
 def default_python() -> str:

@@ -3,10 +3,13 @@
 One wrapper per sensor and folder kind (templates in ``assets/wrappers``):
 
 - EXEXML ``.cmd`` (EXE/Script Advanced): runs ``"<python>" -m prtg_ai.cli run SENSOR %*``.
+  Guarded: a missing interpreter, or one that ends with an error and no result (the
+  pack missing or broken in it), prints a PRTG error document and exits 0.
 - python ``.py`` (Python Script Advanced): PRTG runs it with its bundled Python; it
   re-runs the pack's interpreter with PRTG's JSON (``sys.argv[1]``) on stdin.
 - scripts ``.py`` (Script v2): re-runs the pack with ``--format v2``.
-- scriptsxml ``.sh`` (SSH Script Advanced): ``exec "<python>" -m prtg_ai.cli run SENSOR "$@"``.
+- scriptsxml ``.sh`` (SSH Script Advanced): runs ``"<python>" -m prtg_ai.cli run SENSOR "$@"``
+  and relays its result; guarded like the ``.cmd`` (PRTG error JSON, exit 0).
 
 The interpreter is an absolute path, kept un-resolved: a venv's ``python`` is a
 symlink to the base interpreter, and resolving it would step out of the venv.
@@ -73,13 +76,57 @@ def cmd_command(python: str, sensor: str) -> str:
     return f'"{python.replace("%", "%%")}" -m prtg_ai.cli run {sensor} %*'
 
 
-def sh_command(python: str, sensor: str) -> str:
-    """The one command line of the ``.sh`` wrapper (POSIX sh double-quoting)."""
-    check_sensor_id(sensor)
+def sh_quoted(python: str) -> str:
+    """``python`` inside POSIX sh double quotes."""
     if "\n" in python or "\0" in python:
         raise WrapperError(f"interpreter path {python!r} cannot be quoted for sh")
-    quoted = re.sub(r'([\\"$`])', r"\\\1", python)
-    return f'exec "{quoted}" -m prtg_ai.cli run {sensor} "$@"'
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", python) + '"'
+
+
+def sh_command(python: str, sensor: str) -> str:
+    """The run line of the ``.sh`` wrapper: the pack's stdout captured, so a failed start can be answered."""
+    check_sensor_id(sensor)
+    return f'out=$({sh_quoted(python)} -m prtg_ai.cli run {sensor} "$@")'
+
+
+def missing_text(python: str) -> str:
+    """PRTG error text when the wrapper's interpreter is gone or not executable."""
+    return (f"prtg-ai: the interpreter {python} is missing or not executable here (moved, removed or never "
+            "installed on this machine). Run prtg-ai install again with --python naming the pack's interpreter.")
+
+
+def broken_text(python: str) -> str:
+    """PRTG error text when the interpreter runs but the pack printed no result (missing or broken pack)."""
+    return (f"prtg-ai printed no PRTG result under {python} (the pack is missing or broken in that Python). "
+            f"Run: {python} -m prtg_ai.cli doctor  - or reinstall the pack.")
+
+
+def _error_json(text: str) -> str:
+    import json
+
+    return json.dumps({"prtg": {"error": 1, "text": text}})
+
+
+def sh_literal(text: str) -> str:
+    """``text`` as one POSIX sh single-quoted word."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def cmd_echo(text: str) -> str:
+    """``echo`` of ``text`` for cmd.exe in a batch file.
+
+    ``%`` is doubled everywhere (expanded before quotes are seen); ``^ & | < > ( )`` are
+    escaped with ``^`` only outside double quotes, because inside them cmd.exe takes
+    them, and the caret itself, literally.
+    """
+    out, quoted = [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "^&|<>()" and not quoted:
+            out.append("^")
+        out.append("%%" if ch == "%" else ch)
+    return "echo " + "".join(out)
 
 
 def render(kind: str, sensor: str, python: str, version: str) -> bytes:
@@ -104,8 +151,14 @@ def render(kind: str, sensor: str, python: str, version: str) -> bytes:
     }
     if kind == layout.EXEXML:
         values["command"] = cmd_command(python, sensor)
+        values["python_cmd"] = python.replace("%", "%%")
+        values["echo_missing"] = cmd_echo(_error_json(missing_text(python)))
+        values["echo_broken"] = cmd_echo(_error_json(broken_text(python)))
     elif kind == layout.SCRIPTSXML:
         values["command"] = sh_command(python, sensor)
+        values["python_sh"] = sh_quoted(python)
+        values["json_missing"] = sh_literal(_error_json(missing_text(python)))
+        values["json_broken"] = sh_literal(_error_json(broken_text(python)))
     text = _environment().get_template(spec.template).render(**values)
     lines = text.splitlines()
     # A .cmd is read by cmd.exe in the console code page; keep it ASCII-safe text but

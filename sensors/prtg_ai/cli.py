@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-RUN_USAGE = "prtg-ai run SENSOR [--format prtg|v2|table] [--PARAM VALUE ...]"
+RUN_USAGE = "prtg-ai run SENSOR [--format prtg|v2|table] [--deadline 45s] [--PARAM VALUE ...]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +25,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
+
+
+def _split_runtime(args: list[str]) -> tuple[list[str], str | None, str | None]:
+    """Take ``--deadline VALUE`` (a runtime option of every sensor) out of ``args``."""
+    rest, deadline, problem = [], None, None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--deadline":
+            if i + 1 < len(args):
+                deadline = args[i + 1]
+                i += 2
+                continue
+            problem = "--deadline needs a value, e.g. 30s"
+        elif arg.startswith("--deadline="):
+            deadline = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, deadline, problem
 
 
 def _split_format(args: list[str]) -> tuple[str, list[str], str | None]:
@@ -50,16 +70,40 @@ def _split_format(args: list[str]) -> tuple[str, list[str], str | None]:
 
 
 def run_command(args: list[str]) -> int:
-    """``prtg-ai run SENSOR ...``: print one PRTG result and exit 0, whatever happens."""
+    """``prtg-ai run SENSOR ...``: print one PRTG result and exit 0, whatever happens.
+
+    The scan runs under a ``Watchdog``: past its deadline the watchdog prints a PRTG
+    error naming what the scan was waiting on and ends the process (exit 0), even
+    when the scan is stuck in a C call that never returns.
+    """
+    watchdog = None
     try:
+        from prtg_ai.core import deadline
         from prtg_ai.core.context import Context
         from prtg_ai.core.log import prepare
         from prtg_ai.core.runtime import execute, finish
         from prtg_ai.prtg.model import SensorResult
 
         fmt, rest, problem = _split_format(args)
+        rest, raw_deadline, deadline_problem = _split_runtime(rest)
         ctx = Context()
+        problem = problem or deadline_problem
+        seconds = deadline.DEFAULT_S
+        try:
+            seconds = deadline.parse(raw_deadline if raw_deadline is not None else ctx.env.get(deadline.ENV))
+        except ValueError as exc:
+            problem = problem or str(exc)
         prepare(ctx.state_path, ctx.env, ctx.secrets)
+        sensor_id = rest[0] if rest else ""
+
+        def overrun(what: str) -> None:
+            text = deadline.overrun_text(sensor_id[:60], seconds, what)
+            # PRTG's answer first: the stuck scan might hold a lock the log needs.
+            _write(finish(SensorResult.failure(ctx.secrets.scrub(text)), fmt).text)
+            from prtg_ai.core.log import get_logger
+
+            get_logger("prtg_ai.runtime").error("%s", ctx.secrets.scrub(text))
+
         if problem:
             outcome = finish(SensorResult.failure(problem), fmt)
         elif not rest or rest[0].startswith("-"):
@@ -68,7 +112,8 @@ def run_command(args: list[str]) -> int:
             outcome = finish(SensorResult.failure(
                 f"No sensor named. Usage: {RUN_USAGE}. Sensors: {', '.join(sensor_ids())}"), fmt)
         else:
-            outcome = execute(rest[0], rest[1:], ctx, fmt)
+            with deadline.Watchdog(seconds, overrun) as watchdog:
+                outcome = execute(rest[0], rest[1:], ctx, fmt)
         text = outcome.text
     except BaseException as exc:  # the last guard: even a broken install answers PRTG in JSON
         if isinstance(exc, KeyboardInterrupt):
@@ -76,6 +121,8 @@ def run_command(args: list[str]) -> int:
         else:
             text = ('{"prtg":{"error":1,"text":"prtg-ai could not start (%s). '
                     'Reinstall the pack or run prtg-ai doctor on this host."}}' % type(exc).__name__)
+    if watchdog is not None and not watchdog.claim():
+        watchdog.wait_forever()  # the watchdog has answered and is ending the process
     _write(text)
     return 0
 

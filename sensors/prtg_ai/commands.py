@@ -43,8 +43,13 @@ def list_sensors(as_json: bool) -> None:
         })
     from prtg_ai.core.runtime import BASELINE
 
+    from prtg_ai.core import deadline
+
     every = [{"option": BASELINE.option, "kind": BASELINE.kind, "required": False, "help": BASELINE.help,
-              "multiple": True}]
+              "multiple": True},
+             {"option": deadline.OPTION, "kind": "duration", "required": False, "multiple": False,
+              "help": f"per-scan deadline (default {deadline.DEFAULT_S:g}s, or {deadline.ENV}): past it the "
+                      "scan answers a PRTG error naming what hung"}]
     if as_json:
         click.echo(json.dumps({"sensors": rows, "every_sensor": every}, indent=2))
         return
@@ -116,23 +121,31 @@ def _node_security_checks() -> list[tuple[str, bool, str]]:
 
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def doctor(as_json: bool) -> None:
-    """Report what this host can monitor, and why not."""
-    from prtg_ai.backends import aws, nvml
+@click.option("--check-cost-explorer", is_flag=True,
+              help="Also call Cost Explorer once to check gpu_spend's permission (AWS bills USD 0.01 per call).")
+def doctor(as_json: bool, check_cost_explorer: bool) -> None:
+    """Report what this host can monitor, and why not.
+
+    Honours PRTG_AI_SYS_ROOT / PRTG_AI_PROC_ROOT (a container that mounts the host's
+    sysfs elsewhere) exactly as the sensors do.
+    """
+    from prtg_ai.backends import aws, nvml, xid
+    from prtg_ai.core.context import Context
     from prtg_ai.core.paths import default_state_dir
 
+    ctx = Context()
     checks = []
     state_ok, state_detail = _writable(default_state_dir())
     checks.append(("State folder writable", state_ok, state_detail +
                    ("" if state_ok else " (set PRTG_AI_STATE_DIR to a writable folder)")))
     nvml_ok, nvml_detail = nvml.probe()
     checks.append(("NVML (gpu, gpu_host)", nvml_ok, nvml_detail))
-    ib = Path("/sys/class/infiniband")
-    ib_ok = ib.is_dir() and any(ib.iterdir())
-    checks.append(("InfiniBand / RoCE HCAs (east_west)", ib_ok,
-                   ", ".join(sorted(p.name for p in ib.iterdir())) if ib_ok else "none found under /sys/class/infiniband"))
+    checks.append(_kernel_log_check(xid))
+    checks.append(_fabric_check(ctx))
     aws_ok, aws_detail = aws.credentials_status()
     checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
+    if aws_ok:
+        checks += aws.permission_status(check_cost_explorer)
     checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
     checks += _node_security_checks()
     checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
@@ -142,6 +155,65 @@ def doctor(as_json: bool) -> None:
         return
     for check, ok, detail in checks:
         click.echo(f"[{'ok' if ok else '--'}] {check}: {detail}")
+
+
+def _kernel_log_check(xid) -> tuple[str, bool, str]:
+    """Can this user read XIDs from the kernel log (what the GPU sensors need for XID channels)?"""
+    name = "Kernel log for XIDs (gpu, gpu_host)"
+    if not sys.platform.startswith("linux"):
+        return name, False, "XIDs are read from the Linux kernel log; this host is not Linux"
+    read = xid.read_log(xid.KMSG)
+    if read.text is None:
+        return name, False, (f"{read.problem}. The GPU sensors then say that XIDs cannot be read; "
+                             "give the agent CAP_SYSLOG (systemd unit) or point --xid-log at a readable kernel log")
+    return name, True, f"{read.source} readable ({len(xid.parse(read.text))} XID line(s) in it now)"
+
+
+def _fabric_check(ctx) -> tuple[str, bool, str]:
+    """east_west: RDMA HCAs under <sys>/class/infiniband, else NIC-only monitoring from <sys>/class/net."""
+    name = "Fabric (east_west)"
+    ib = ctx.sys_root / "class" / "infiniband"
+    try:
+        hcas = sorted(p.name for p in ib.iterdir()) if ib.is_dir() else []
+    except OSError:
+        hcas = []
+    if hcas:
+        return name, True, f"InfiniBand / RoCE HCAs under {ib}: {', '.join(hcas)}"
+    net = ctx.sys_root / "class" / "net"
+    try:
+        nics = sorted(p.name for p in net.iterdir() if (p / "device").exists()) if net.is_dir() else []
+    except OSError:
+        nics = []
+    if nics:
+        return name, True, (f"NIC-only monitoring available: no RDMA HCA under {ib}, physical NICs under {net}: "
+                            f"{', '.join(nics[:8])}")
+    return name, False, f"neither RDMA HCAs under {ib} nor physical NICs under {net} (is PRTG_AI_SYS_ROOT right?)"
+
+
+@cli.command("accept-gpu-count")
+@click.option("--state-dir", "state_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="State folder to update (repeatable). Default: this user's state folder and its 'agent' "
+                   "subfolder (where prtg-ai serve keeps its state).")
+def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
+    """Accept this host's present GPU count as normal (after a GPU was removed on purpose).
+
+    gpu_host keeps the most GPUs the host has ever shown and reports the difference
+    as Missing GPUs (an error) on every scan until the GPU is back. Run this on the
+    node when the change is permanent; the next scan of every gpu_host sensor then
+    takes the count it sees as the new normal. (With --expected-gpus, change that
+    parameter instead.)
+    """
+    from prtg_ai.core.paths import default_state_dir
+    from prtg_ai.gpu_host import accept_gpu_count
+
+    folders = [Path(d) for d in state_dirs] or [default_state_dir(), default_state_dir() / "agent"]
+    total = 0
+    for folder in folders:
+        marked = accept_gpu_count(folder)
+        total += marked
+        click.echo(f"{folder}: {marked} gpu_host sensor(s) will accept their present GPU count on the next scan")
+    if not total:
+        raise click.ClickException("no gpu_host state found: nothing to accept (is --state-dir the sensor's folder?)")
 
 
 @cli.command("render")
@@ -229,12 +301,18 @@ def _agent_logging(state_dir: Path, scrubber) -> None:
               help="Open connections at most (idle and slow ones included).")
 @click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
               help="Seconds before an idle or stalled connection is closed.")
+@click.option("--sensor-defaults", "sensor_defaults", multiple=True, metavar='SENSOR="--PARAM VALUE ..."',
+              help="Node settings added to every request for SENSOR (a request's own parameters win); "
+                   "repeatable. Also from PRTG_AI_SENSOR_DEFAULTS (entries separated by ';' or newlines).")
+@click.option("--deadline", "deadline_text", envvar="PRTG_AI_DEADLINE", metavar="DURATION",
+              help="Per-scan deadline (default 45s, below PRTG's 60 s): a scan past it answers a PRTG error "
+                   "naming what hung, and never holds a worker longer.")
 def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basic: tuple[str, ...],
               allow: tuple[str, ...], allow_paths: tuple[str, ...], sensors: tuple[str, ...],
               allow_urls: tuple[str, ...], api_key_files: tuple[str, ...], insecure: bool, tls_cert: str | None,
               tls_key: str | None,
               state_dir: str | None, cache_ttl: float, threads: int, connection_limit: int,
-              channel_timeout: int) -> None:
+              channel_timeout: int, sensor_defaults: tuple[str, ...] = (), deadline_text: str | None = None) -> None:
     """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
 
     PRTG polls GET /sensors/SENSOR?PARAM=VALUE (the page at / lists the URLs);
@@ -269,13 +347,15 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
             context = tls_context(tls_cert, tls_key)
         except (ssl.SSLError, OSError) as exc:
             raise click.ClickException(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    node_defaults, deadline_s = _serve_settings(sensor_defaults, deadline_text)
     folder = Path(state_dir) if state_dir else default_state_dir() / "agent"
     _agent_logging(folder, scrubber)
     if warning:
         click.echo(f"warning: {warning}", err=True)
     hub = SharedResources()
     activate(hub)
-    app = _agent_app(auth, folder, host, cache_ttl, hub, allow_paths, sensors, allow_urls, api_key_files)
+    app = _agent_app(auth, folder, host, cache_ttl, hub, allow_paths, sensors, allow_urls, api_key_files,
+                     deadline_s, node_defaults)
     try:
         server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
                              connection_limit=connection_limit, channel_timeout=channel_timeout,
@@ -288,7 +368,8 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
 
 
 def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths: tuple[str, ...],
-               sensors: tuple[str, ...], allow_urls: tuple[str, ...], api_key_files: tuple[str, ...]):
+               sensors: tuple[str, ...], allow_urls: tuple[str, ...], api_key_files: tuple[str, ...],
+               deadline_s: float, node_defaults: dict[str, list[str]]):
     """Build the agent's app with its client policy (what a token holder's parameters may reach)."""
     from prtg_ai.agent.app import AgentApp
     from prtg_ai.agent.auth import is_loopback_host
@@ -309,8 +390,21 @@ def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths
     paths = allow_paths if allow_paths or not is_loopback_host(host) else None
     try:
         return AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=paths,
-                        sensors=sensors or None, allow_urls=allow_urls, api_keys=keys)
+                        sensors=sensors or None, allow_urls=allow_urls, api_keys=keys,
+                        deadline_s=deadline_s, sensor_defaults=node_defaults)
     except (PolicyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _serve_settings(entries: tuple[str, ...], deadline_text: str | None) -> tuple[dict[str, list[str]], float]:
+    """``--sensor-defaults`` (and PRTG_AI_SENSOR_DEFAULTS) and ``--deadline``, checked before listening."""
+    from prtg_ai.agent import defaults
+    from prtg_ai.core import deadline
+
+    try:
+        parsed = defaults.parse([*defaults.env_entries(os.environ.get(defaults.ENV)), *entries])
+        return parsed, deadline.parse(deadline_text)
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
 

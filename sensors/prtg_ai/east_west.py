@@ -682,6 +682,10 @@ class EastWestSensor(Sensor):
                 readings: dict[str, Reading], baseline: bool) -> None:
         fab = [readings[p.key] for p in fabric]
         front = [readings[p.key] for p in frontend]
+        if baseline and (fab or front):
+            # PRTG pins the first channel of the first scan as the primary one: the RX rate
+            # that leads every later scan is reported as collecting (0) on the baseline scan.
+            result.add(self.channel("fabric_rx" if fab else "frontend_rx", 0))
         for key, channel in (("rx_bytes", "fabric_rx"), ("tx_bytes", "fabric_tx")):
             rates = [r.rates[key] for r in fab if key in r.rates]
             if rates:

@@ -8,7 +8,7 @@ XID cursor and each GPU's idle-but-held stretch in the state folder.
 Needs: the NVIDIA driver and nvidia-ml-py; root (or ``kernel.dmesg_restrict=0``) for
 the XID part of the health roll-up.
 
-Channels: roll-ups (GPU count and its change, lost GPUs, worst health, max
+Channels: roll-ups (GPU count and its change, lost GPUs, missing GPUs, worst health, max
 temperature, min slowdown margin, total power, total and max VRAM %, mean and min
 utilisation, idle, idle-but-held and throttled GPUs, XIDs since the last scan), then
 per-GPU utilisation and VRAM % channels.
@@ -16,7 +16,7 @@ per-GPU utilisation and VRAM % channels.
 Aggregation rule for large hosts (PRTG allows 50 channels): the roll-up channels always
 come first; per-GPU channels follow in GPU index order, two per GPU, as long as the
 result stays within 50 channels including Execution Time. With every roll-up present
-that is 17 GPUs; GPUs beyond that are in the roll-ups only, the message names them,
+that is 16 GPUs; GPUs beyond that are in the roll-ups only, the message names them,
 and a ``gpu`` sensor per GPU gives their detail. A lost GPU (XID 79) counts in "Lost
 GPUs" and the worst health instead of failing the whole sensor.
 """
@@ -38,6 +38,42 @@ from prtg_ai.gpu import gpu_params
 from prtg_ai.prtg.model import SensorResult
 
 HEALTH_TEXT = ("Ok", "Warning", "Error", "GPU lost")
+ACCEPT_KEY = "accept_count"
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def accept_gpu_count(folder) -> int:
+    """Mark every ``gpu_host`` state in ``folder`` so its next scan takes the present count as normal.
+
+    Returns how many sensor instances were marked. The state files are changed under
+    the same lock a scan takes, so a running scan never loses the mark.
+    """
+    import json
+    import os
+
+    marked = 0
+    folder = os.fspath(folder)
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith(f"{GpuHostSensor.id}-") and n.endswith(".json"))
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            with open(os.path.join(folder, name), "rb") as fh:
+                identity = json.loads(fh.read(1 << 20)).get("instance")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(identity, dict):
+            continue
+        with StateStore(folder).session(GpuHostSensor.id, identity, max_samples=1) as state:
+            if state.fresh:
+                continue
+            state.data[ACCEPT_KEY] = True
+            marked += 1
+    return marked
 
 
 class GpuHostSensor(Sensor):
@@ -79,6 +115,7 @@ class GpuHostSensor(Sensor):
         add("gpus", count, **({"limitminerror": expected} if expected else {}))
         add("gpu_count_change", 0 if prev_count is None else count - int(prev_count))
         add("lost_gpus", len(lost))
+        add("missing_gpus", self._missing(result, count, expected, data))
         if prev_count is not None and count < int(prev_count):
             result.note(f"{int(prev_count) - count} GPU(s) disappeared since the last scan "
                         "(fallen off the bus? check dmesg for XID 79)")
@@ -192,6 +229,27 @@ class GpuHostSensor(Sensor):
         if problems:
             result.warning = True
             result.note("NVML did not answer for " + "; ".join(problems[:4]))
+
+    def _missing(self, result: SensorResult, count: int, expected: int | None, data: dict) -> int:
+        """Expected GPUs minus present ones; the high-water mark lives in the state (survives reboots).
+
+        Without ``--expected-gpus`` the expectation is the most GPUs this host has ever
+        shown: a GPU that falls off the bus (or is missing after a reboot, the classic
+        case) stays missing on every later scan, not for one scan only. A permanent
+        change is accepted deliberately with ``prtg-ai accept-gpu-count``.
+        """
+        high = max(_int(data.get("max_count")), _int(data.get("count")), count)
+        if data.pop(ACCEPT_KEY, False):
+            high = count
+            result.note(f"{count} GPU(s) accepted as this host's normal count (prtg-ai accept-gpu-count)")
+        data["max_count"] = high
+        want = expected or high
+        missing = max(0, want - count)
+        if missing:
+            source = ("--expected-gpus" if expected else
+                      "the most this host has shown; if the change is permanent run prtg-ai accept-gpu-count")
+            result.note(f"{missing} GPU(s) missing: {count} present, {want} expected ({source})")
+        return missing
 
     def _per_gpu(self, result: SensorResult, samples: list[nvml.GpuSample], count: int) -> None:
         """Per-GPU channels in index order while the result stays within PRTG's 50 channels."""

@@ -13,8 +13,12 @@ staleness by a test:
   and ``gpu_host`` with ``--source dcgm``, both through the agent, reading the node's
   dcgm-exporter (GPU Operator) instead of NVML.
 * ``prtgai_inference_server.odt``: ``inference`` through the agent on a model-serving
-  node (vLLM / TGI / Triton on port 8000 of the same host), with adaptive baselines
-  on queue depth and time to first token: "normal" depends on the model and the hour.
+  node (the model server's URL is a node setting: ``serve --sensor-defaults
+  inference="--url ..."``), with adaptive baselines on queue depth and time to first
+  token: "normal" depends on the model and the hour.
+
+The node templates set ``expected_gpus`` on ``gpu_host``; the checkpoint folder is a
+node setting (``--sensor-defaults checkpoint_volume="--path DIR"``).
 
 What PRTG documents and what is guessed (see README, "Facts we could not confirm"):
 the ``devicetemplate`` / ``check`` / ``create`` / ``createdata`` structure and the
@@ -39,8 +43,14 @@ SSH_ADVANCED_KIND = "sshscriptxml"  # confirmed (PRTG API v2 kind list)
 SSH_SCRIPT_FIELD, SSH_PARAMS_FIELD = "scriptname", "params"  # UNCONFIRMED field names
 EXE_ADVANCED_KIND = "exexml"  # confirmed
 SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe and the bill quiet
-CHECKPOINT_PLACEHOLDER = "/checkpoints"  # the admin edits this per device
-MODEL_SERVER_URL = "http://127.0.0.1:8000"  # seen from the agent on the same node; edit per device
+# No node-specific guesses here (a checkpoint folder, a model server's port): those are
+# node settings, given to the agent with ``serve --sensor-defaults``; a sensor whose
+# setting is missing answers an error naming the exact line to add.
+# UNCONFIRMED: whether PRTG substitutes a device credential placeholder inside an HTTP
+# Data Advanced URL. If it does, "token=%linuxpassword" in a template would keep the
+# token in PRTG's device credentials; unused until confirmed (README, "Facts we could
+# not confirm"): install --agent-token-file is the supported way.
+URL_CREDENTIAL_PLACEHOLDER = "%linuxpassword"
 INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
 # dcgm-exporter as the GPU Operator deploys it, seen from the agent: port 9400 on the node's
 # address. UNCONFIRMED that every installation reaches it there (it needs hostPort or
@@ -73,11 +83,11 @@ def _interval(sensor_id: str) -> int:
 
 def _node_sensors(gpus: int) -> list[tuple[str, str, str, int]]:
     """(create id, sensor id, query/argument pairs, priority) for a GPU node with ``gpus`` GPUs."""
-    rows = [("prtgai_gpu_host", "gpu_host", "GPU host", [], 4)]
+    # The template knows how many GPUs the node should have: fewer is "Missing GPUs" (an error).
+    rows = [("prtgai_gpu_host", "gpu_host", "GPU host", [("expected_gpus", str(gpus))], 4)]
     rows += [(f"prtgai_gpu_{i}", "gpu", f"GPU {i}", [("gpu", str(i))], 3) for i in range(gpus)]
     rows.append(("prtgai_east_west", "east_west", "East-west fabric", [], 3))
-    rows.append(("prtgai_checkpoint_volume", "checkpoint_volume", "Checkpoint volume",
-                 [("path", CHECKPOINT_PLACEHOLDER)], 3))
+    rows.append(("prtgai_checkpoint_volume", "checkpoint_volume", "Checkpoint volume", [], 3))
     rows.append(("prtgai_node_security", "node_security", "Node security", [], 3))
     return rows
 
@@ -126,7 +136,7 @@ def _aws_template() -> str:
 def _inference_template() -> str:
     from urllib.parse import urlencode
 
-    query = urlencode([("url", MODEL_SERVER_URL), *(("baseline", b) for b in INFERENCE_BASELINES)])
+    query = urlencode([("baseline", b) for b in INFERENCE_BASELINES])
     sensors = [{"id": "prtgai_inference", "kind": HTTP_DATA_ADVANCED_KIND, "name": "Model server",
                 "fields": [(HTTP_URL_FIELD, f"http://%host:{AGENT_PORT}/sensors/inference?{query}"),
                            *_common("inference", 3)]}]
@@ -142,6 +152,27 @@ def _k8s_template() -> str:
                 "fields": [(HTTP_URL_FIELD, f"http://%host:{AGENT_PORT}/sensors/gpu_host?{dcgm}"),
                            *_common("gpu_host", 3)]}]
     return _ODT.render(name="prtg-ai Kubernetes GPU node (HTTP agent, dcgm-exporter)", priority=1, sensors=sensors)
+
+
+def add_token(odt: str, token: str) -> str:
+    """Append ``token=<token>`` to every HTTP URL of a rendered template.
+
+    The shipped templates carry no token (it must never enter the repository); the
+    installer adds it with ``install --agent-token-file`` (see README, "Templates that
+    authenticate"). The token is URL-encoded, then XML-escaped like every value here.
+    """
+    import re
+    from html import escape
+    from urllib.parse import quote
+
+    field = re.escape(HTTP_URL_FIELD)
+    value = escape(f"token={quote(token, safe='')}", quote=False)
+
+    def add(match: re.Match) -> str:
+        url = match.group(2)
+        return f"{match.group(1)}{url}{'&amp;' if '?' in url else '?'}{value}{match.group(3)}"
+
+    return re.sub(rf"(<{field}>)([^<]*)(</{field}>)", add, odt)
 
 
 def render_templates() -> dict[str, str]:

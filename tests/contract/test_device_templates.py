@@ -40,9 +40,18 @@ def test_every_family_and_size_is_committed():
     assert len(ODT) == 2 * len(GPU_COUNTS) + 3
 
 
+NODE_SETTINGS = {"path", "url"}  # node-specific: given to the agent (--sensor-defaults), never in a template
+
+
 def _check_args(sensor: str, argv: list[str]) -> None:
-    """The parameters in a template are ones the sensor declares and accepts."""
-    resolve(registry.get(sensor).params, argv, {})
+    """The parameters in a template are ones the sensor declares and accepts, and no node-specific guess."""
+    from prtg_ai.core.params import split_cli
+
+    params = {p.name: p for p in registry.get(sensor).params}
+    for name, values in split_cli(argv, tuple(params.values())).items():
+        assert name not in NODE_SETTINGS, f"{sensor}: template guesses the node setting --{name}"
+        for value in values:
+            params[name].convert(value)
 
 
 @pytest.mark.parametrize("gpus", GPU_COUNTS)
@@ -62,6 +71,8 @@ def test_http_agent_template(gpus):
     assert sorted(s for s, _ in seen if s == "gpu") == ["gpu"] * gpus
     assert sorted(int(g) for s, g in seen if s == "gpu") == list(range(gpus))
     assert {s for s, _ in seen} == NODE_SENSORS
+    host = next(c for c in items if "/sensors/gpu_host" in c.find("createdata/httpurl").text)
+    assert dict(parse_qsl(urlsplit(host.find("createdata/httpurl").text).query)) == {"expected_gpus": str(gpus)}
 
 
 @pytest.mark.parametrize("gpus", GPU_COUNTS)
@@ -77,6 +88,8 @@ def test_ssh_template_runs_the_installed_wrappers(gpus):
         _check_args(wrappers[script], params)
         sensors.append(wrappers[script])
     assert sensors.count("gpu") == gpus and set(sensors) == NODE_SENSORS
+    host = next(c for c in items if c.find("createdata/scriptname").text == wrapper_name(SCRIPTSXML, "gpu_host"))
+    assert host.find("createdata/params").text == f"--expected-gpus {gpus}"
 
 
 def test_aws_template():
@@ -93,13 +106,13 @@ def test_inference_template_polls_the_agent_with_baselines():
     url = urlsplit(item.find("createdata/httpurl").text)
     assert url.path == "/sensors/inference" and url.port == AGENT_PORT
     pairs = parse_qsl(url.query)
-    assert dict(pairs)["url"].startswith("http://")
+    assert "url" not in dict(pairs)  # the model server's URL is a node setting (--sensor-defaults)
     # The agent turns query pairs into options: the sensor must accept every one of them,
     # --baseline included (a runtime option every sensor takes).
     from prtg_ai.core.runtime import BASELINE
 
     declared = (*registry.get("inference").params, BASELINE)
-    resolve(declared, [f"--{k.replace('_', '-')}={v}" for k, v in pairs], {})
+    resolve(declared, ["--url=http://127.0.0.1:8000", *(f"--{k.replace('_', '-')}={v}" for k, v in pairs)], {})
     assert [v for k, v in pairs if k == "baseline"] == ["Requests Waiting", "Time To First Token p95"]
 
 
@@ -115,3 +128,13 @@ def test_k8s_template_reads_dcgm_exporter_through_the_agent():
         _check_args(sensor, [f"--{k.replace('_', '-')}={v}" for k, v in pairs])
         seen[sensor] = item.get("displayname")
     assert set(seen) == {"k8s_gpu", "gpu_host"}
+
+
+def test_add_token_puts_the_token_in_every_http_url_url_encoded_and_xml_escaped():
+    from prtg_ai.templates import add_token
+
+    for name in ("prtgai_gpu_node_http_8gpu.odt", "prtgai_inference_server.odt"):
+        text = add_token((REPO / "device_templates" / name).read_text(encoding="utf-8"), "a&b=c d")
+        root = ET.fromstring(text.encode())
+        urls = [e.text for e in root.iter("httpurl")]
+        assert urls and all(dict(parse_qsl(urlsplit(u).query))["token"] == "a&b=c d" for u in urls)

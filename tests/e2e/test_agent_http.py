@@ -128,7 +128,9 @@ def test_unknown_sensor_bad_parameter_and_traversal(agent):
     text = prtg_doc(unknown_param)["prtg"]["text"]
     assert "Unknown parameter 'colour'" in text and "stall_after" in text
     missing = requests.get(run.url("/sensors/checkpoint_volume"), headers=auth, timeout=10)
-    assert prtg_doc(missing)["prtg"]["text"].startswith("Parameter --path: is required")
+    # A required parameter neither in the URL nor a node setting: the exact --sensor-defaults line to add.
+    assert prtg_doc(missing)["prtg"]["text"].startswith("Sensor checkpoint_volume needs --path")
+    assert 'Add --sensor-defaults checkpoint_volume="--path DIR"' in prtg_doc(missing)["prtg"]["text"]
     post = requests.post(run.sensor_url(), headers=auth, timeout=10)
     assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
     v2 = requests.get(run.sensor_url(format="v2"), headers=auth, timeout=10)

@@ -26,7 +26,7 @@ def test_list_names_every_sensor_its_parameters_and_the_runtime_options(tmp_path
     assert "every sensor" in text and "--baseline" in text
     doc = json.loads(prtg_ai("list", "--json", env=env).stdout)
     assert [s["id"] for s in doc["sensors"]] == registry.sensor_ids()
-    assert doc["every_sensor"][0]["option"] == "--baseline"
+    assert [e["option"] for e in doc["every_sensor"]] == ["--baseline", "--deadline"]
     checkpoint = next(s for s in doc["sensors"] if s["id"] == "checkpoint_volume")
     assert {"option": "--path", "kind": "path", "required": True}.items() <= checkpoint["params"][0].items()
 
@@ -60,6 +60,7 @@ def test_doctor_reports_what_this_host_can_monitor(tmp_path):
 def test_version_and_help():
     assert prtg_ai("--version").stdout.strip().endswith(__version__)
     text = prtg_ai("--help").stdout
-    for command in ("run", "list", "validate", "doctor", "render", "serve", "push", "install", "uninstall"):
+    for command in ("run", "list", "validate", "doctor", "render", "serve", "push", "install", "uninstall",
+                    "accept-gpu-count"):
         assert command in text
     assert "--format" in prtg_ai("run", "--help").stdout

@@ -110,9 +110,10 @@ def test_cmd_wrapper_command_line_is_exact_and_runs(trees, volume, tmp_path):
         sensor = script.stem[len("prtgai_"):]
         data = script.read_bytes()
         assert data.endswith(b"\r\n") and data.count(b"\n") == data.count(b"\r\n")
-        assert data.decode().split("\r\n")[-2] == f'"{PY}" -m prtg_ai.cli run {sensor} %*'
+        assert f'"{PY}" -m prtg_ai.cli run {sensor} %*' in data.decode().split("\r\n")
     # The same command line, with %* standing for PRTG's "Parameters" field, run here.
-    line = (prtg / "Custom Sensors" / "EXEXML" / "prtgai_checkpoint_volume.cmd").read_bytes().decode().split("\r\n")[-2]
+    lines = (prtg / "Custom Sensors" / "EXEXML" / "prtgai_checkpoint_volume.cmd").read_bytes().decode().split("\r\n")
+    line = next(x for x in lines if x.endswith(" %*") and x.startswith('"'))
     exe, rest = line[1:].split('" ', 1)
     assert rest == "-m prtg_ai.cli run checkpoint_volume %*"
     env = cli_env(tmp_path / "state", {"prtg_host": "gpu-node-1"})  # placeholders arrive as environment
@@ -120,3 +121,35 @@ def test_cmd_wrapper_command_line_is_exact_and_runs(trees, volume, tmp_path):
                           text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     check_prtg_json(proc.stdout)
+
+
+def _install_ssh(tmp_path: Path, python: str) -> Path:
+    ssh = tmp_path / "var" / "prtg"
+    ssh.mkdir(parents=True)
+    result = CliRunner().invoke(install, ["--prtg-dir", str(ssh), "--role", "ssh-target", "--python", python],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return ssh / "scriptsxml" / "prtgai_gpu.sh"
+
+
+def test_sh_wrapper_with_a_missing_interpreter_prints_prtg_error_json_and_exits_0(tmp_path):
+    gone = str(tmp_path / "removed venv" / "bin" / "python")
+    script = _install_ssh(tmp_path, gone)
+    for runner in (["sh"], []):
+        proc = subprocess.run([*runner, str(script), "--gpu", "0"], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert validate(proc.stdout) == [], proc.stdout
+        doc = json.loads(proc.stdout)
+        assert doc["prtg"]["error"] == 1 and gone in doc["prtg"]["text"] and "missing" in doc["prtg"]["text"]
+
+
+def test_sh_wrapper_with_an_interpreter_lacking_the_pack_prints_prtg_error_json(tmp_path):
+    # A Python that runs but has no prtg_ai (the venv was rebuilt without the pack): -I ignores PYTHONPATH.
+    fake = tmp_path / "python-without-pack"
+    fake.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -I -S \"$@\"\n")
+    fake.chmod(0o755)
+    script = _install_ssh(tmp_path, str(fake))
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    assert doc["prtg"]["error"] == 1 and "no PRTG result" in doc["prtg"]["text"], doc

@@ -28,6 +28,7 @@ import ctypes
 import importlib
 import inspect
 import json
+import time
 import types
 from pathlib import Path
 
@@ -145,11 +146,30 @@ class FakeNvml(types.ModuleType):
             self.calls.append(name)
             if name not in ("nvmlInit", "nvmlInitWithFlags") and not self.initialised:
                 raise nvml_error("Uninitialized")
+            self._maybe_block(name, args)
             return impl(*args, **kwargs)
 
         checked.__name__ = name
         setattr(self, name, checked)
         self.served.add(name)
+
+    def _maybe_block(self, name: str, args: tuple) -> None:
+        """A wedged driver: ``"block": {"function": NAME, "gpu": INDEX, "seconds": S}`` sleeps in that call
+        (from the moment the file ``"armed_by"`` exists, when given).
+
+        A GPU that fell off the bus makes NVML calls block (as ``nvidia-smi`` hangs); the
+        sleep stands in for a C call that does not return for minutes.
+        """
+        block = self.scenario.get("block")
+        if not block or block.get("function") != name:
+            return
+        if block.get("armed_by") and not Path(block["armed_by"]).exists():
+            return  # not wedged yet: the test arms it after a warm-up scan
+        gpu = block.get("gpu")
+        if gpu is not None and not (args and isinstance(args[0], FakeHandle) and args[0].index == gpu):
+            return
+        self.blocked = getattr(self, "blocked", 0) + 1
+        time.sleep(float(block.get("seconds", 600)))
 
     def _unserved(self, name: str):
         def unserved(*args, **kwargs):

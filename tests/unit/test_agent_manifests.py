@@ -51,7 +51,11 @@ def test_systemd_unit_is_hardened_and_runs_serve():
     assert one["ProtectSystem"] == "strict"
     assert one["StateDirectory"] == "prtg-ai-agent"
     assert "/" in service["ReadOnlyPaths"]
-    assert one["CapabilityBoundingSet"] == "" and one["KillSignal"] == "SIGTERM"
+    # The one capability: CAP_SYSLOG, to read XIDs from /dev/kmsg (kernel.dmesg_restrict=1).
+    assert one["CapabilityBoundingSet"] == "CAP_SYSLOG" == one["AmbientCapabilities"]
+    assert one["ProtectKernelLogs"] == "no" and "/dev/kmsg r" in service["DeviceAllow"]
+    assert one["KillSignal"] == "SIGTERM"
+    assert one["EnvironmentFile"].startswith("-/etc/default/")  # node settings (PRTG_AI_SENSOR_DEFAULTS)
     assert one["DevicePolicy"] == "closed"
     assert any(v.startswith("char-nvidia-frontend") for v in service["DeviceAllow"])
     assert one.get("PrivateDevices", "no") == "no"  # it would hide /dev/nvidia*
@@ -82,7 +86,7 @@ def test_daemonset_manifest():
     yaml = pytest.importorskip("yaml")
     docs = [d for d in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if d]
     by_kind = {d["kind"]: d for d in docs}
-    assert set(by_kind) == {"Secret", "DaemonSet", "Service"}
+    assert set(by_kind) == {"Secret", "DaemonSet", "Service", "ConfigMap"}
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
     ds = by_kind["DaemonSet"]
     pod = ds["spec"]["template"]["spec"]
@@ -130,6 +134,45 @@ def test_daemonset_manifest():
     # The state folder is writable although the root filesystem is not.
     state_mount = next(m for m in mounts.values() if m["mountPath"] == params["state_dir"])
     assert "emptyDir" in volumes[state_mount["name"]] and not state_mount.get("readOnly", False)
+    # XIDs: the host's kern.log read-only, the pod in its group; no capability, not privileged.
+    kernel = next(m for m in mounts.values() if m["name"] == "kernel-log")
+    assert kernel["readOnly"] is True and volumes["kernel-log"]["hostPath"]["path"] == "/var/log/kern.log"
+    assert 4 in pod["securityContext"]["supplementalGroups"]
+    # Node settings from the ConfigMap, in the shape serve --sensor-defaults checks at start.
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["PRTG_AI_SENSOR_DEFAULTS"]["valueFrom"]["configMapKeyRef"]
+    assert ref["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    from prtg_ai.agent import defaults
+
+    parsed = defaults.parse(defaults.env_entries(by_kind["ConfigMap"]["data"][ref["key"]]))
+    assert parsed["gpu"] == ["--xid-log", kernel["mountPath"]] == parsed["gpu_host"]
     svc = by_kind["Service"]["spec"]
     assert svc["selector"].items() <= labels.items()
     assert svc["ports"][0]["targetPort"] in (port["name"], port["containerPort"])
+
+
+DOCKERFILE = REPO / "installer" / "assets" / "container" / "Dockerfile"
+
+
+def test_image_name_manifest_and_build_file_agree():
+    """The DaemonSet's image is what `make image` builds from the Dockerfile, for this version, as its user."""
+    yaml = pytest.importorskip("yaml")
+    from prtg_ai import __version__
+
+    docs = [d for d in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if d]
+    pod = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == f"prtg-ai-agent:{__version__}"
+    docker = DOCKERFILE.read_text(encoding="utf-8")
+    assert 'org.opencontainers.image.title="prtg-ai-agent"' in docker
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "-f installer/assets/container/Dockerfile -t prtg-ai-agent:$(IMAGE_VERSION) dist/" in make
+    assert "build --wheel --outdir dist" in make  # built from the wheel
+    assert re.search(r"^COPY prtg_ai-\*\.whl ", docker, re.M)
+    # Non-root, the same user the pod runs as; the entry point is the CLI, the pod's args a command of it.
+    user = re.search(r"^USER (\d+):(\d+)$", docker, re.M)
+    assert user and int(user.group(1)) == pod["securityContext"]["runAsUser"] != 0
+    assert int(user.group(2)) == pod["securityContext"]["runAsGroup"]
+    assert re.search(r'^ENTRYPOINT \["/opt/prtg-ai/bin/prtg-ai"\]$', docker, re.M)
+    assert container["args"][0] in cli.commands
+    assert "--xid-log" not in " ".join(container["args"])  # node settings live in the ConfigMap

@@ -69,8 +69,10 @@ def test_ndr_node_first_scan_collects_a_baseline_and_classifies(tmp_path, scan):
     assert "Front-end: eth0 (default route)" in msg
     assert "ib0 (IPoIB, counted in its HCA port)" in msg
     ch = channels(result)
-    # No rate of any kind before a second sample exists.
-    assert not [n for n in ch if n.endswith((" RX", " TX")) or n in ("Fabric Packets", "Fabric Errors")]
+    # No rate before a second sample exists; Fabric RX, the primary channel, holds its place at 0 (collecting).
+    assert result.channels[0].name == "Fabric RX" and ch["Fabric RX"] == 0
+    assert not [n for n in ch if n.endswith((" RX", " TX")) and n != "Fabric RX"
+                or n in ("Fabric Packets", "Fabric Errors")]
     assert ch["Fabric Ports Not Active"] == 0
     for i in range(8):
         assert ch[f"Port mlx5_{i}/1 Link State"] == 4
@@ -264,7 +266,9 @@ def test_a_reboot_restarts_the_baseline_and_never_gives_negative_rates(tmp_path,
     result = scan(host)
     ch = channels(result)
     assert "Collecting baseline (the host rebooted since the last scan" in result.message()
-    assert not [n for n in ch if n.endswith((" RX", " TX")) or n in ("Symbol Errors", "Link Down Events")]
+    assert ch["Fabric RX"] == 0 and result.channels[0].name == "Fabric RX"  # collecting, holds the primary slot
+    assert not [n for n in ch if n.endswith((" RX", " TX")) and n != "Fabric RX"
+                or n in ("Symbol Errors", "Link Down Events")]
     assert all(v >= 0 for v in ch.values())
     host.add(ib("mlx5_0", "port_rcv_data"), 15_000_000)
     clock.advance(60)
@@ -296,7 +300,7 @@ def test_a_clock_step_back_restarts_the_baseline(tmp_path, scan, clock):
     clock.advance(-3600)
     result = scan(host)
     assert "Collecting baseline (the clock moved back" in result.message()
-    assert "Fabric RX" not in channels(result)
+    assert channels(result)["Fabric RX"] == 0  # collecting: no rate across a clock step
 
 
 def test_a_rate_above_the_link_rate_is_not_reported(tmp_path, scan, clock):

@@ -49,7 +49,7 @@ def test_roll_up_of_eight_h100s(run_host):
     assert ch["Max VRAM Used %"] == 91.4
     assert [ch[f"GPU {i} Utilization"] for i in range(8)] == utils
     assert ch["GPU 7 VRAM Used %"] == 91.4
-    assert len(result.channels) == 16 + 16  # roll-ups + Execution Time, then two per GPU
+    assert len(result.channels) == 17 + 16  # roll-ups + Execution Time, then two per GPU
     assert "Driver 550.54.15, CUDA 12.4, NVML 12.550.54.15" in result.message()
 
 
@@ -99,10 +99,11 @@ def test_idle_and_idle_held_gpus(run_host, clock):
 def test_large_hosts_stay_within_50_channels(run_host):
     result, _ = run_host(scenario("synthetic_24gpu"))
     ch = channels(result)
-    assert len(result.channels) == 50
-    assert ch["GPUs"] == 24 and "GPU 16 Utilization" in ch and "GPU 17 Utilization" not in ch
+    # 16 roll-ups + Execution Time leave 33 slots: two per GPU for GPUs 0-15 (a prefix, never a gap).
+    assert len(result.channels) == 49
+    assert ch["GPUs"] == 24 and "GPU 15 Utilization" in ch and "GPU 16 Utilization" not in ch
     assert ch["Mean Utilization"] == round(sum(50 + i for i in range(24)) / 24, 2)  # roll-ups cover all 24
-    assert "GPU 17-23 appear in the roll-ups only" in result.message()
+    assert "GPU 16-23 appear in the roll-ups only" in result.message()
 
 
 def test_throttled_and_unhealthy_gpu_drive_the_worst_health(run_host, clock):

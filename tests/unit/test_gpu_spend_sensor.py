@@ -150,3 +150,12 @@ def test_bad_parameters_name_the_parameter_before_any_aws_access(argv, param, se
     result = sensor_run("gpu_spend", argv, make_ctx(env=dict(ENV)))
     assert result.error
     assert param in result.message()
+
+
+def test_the_primary_channel_leads_from_the_first_scan(seeded, sensor_run, clock, no_boto3):
+    """PRTG pins the first channel of scan 1 as primary: month-to-date spend, the catalogue's first row."""
+    ctx = seeded()
+    first = sensor_run("gpu_spend", [], ctx)
+    clock.advance(60)
+    second = sensor_run("gpu_spend", [], ctx)
+    assert first.channels[0].name == second.channels[0].name == "GPU Spend Month To Date"

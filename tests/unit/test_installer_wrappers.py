@@ -15,7 +15,7 @@ def test_cmd_wrapper_quotes_program_files_x86_and_passes_arguments():
     data = wrappers.render(layout.EXEXML, "gpu", WIN_PY, "9.9")
     lines = data.decode().split("\r\n")
     assert lines[0] == "@echo off"
-    assert lines[-2] == f'"{WIN_PY}" -m prtg_ai.cli run gpu %*'
+    assert f'"{WIN_PY}" -m prtg_ai.cli run gpu %*' in lines
     assert lines[-1] == ""  # CRLF-terminated, no bare LF anywhere
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert "9.9" in lines[2]
@@ -31,13 +31,14 @@ def test_sh_wrapper_execs_the_absolute_interpreter_with_all_arguments():
     data = wrappers.render(layout.SCRIPTSXML, "checkpoint_volume", "/opt/prtg-ai/bin/python", "9.9")
     lines = data.decode().split("\n")
     assert lines[0] == "#!/bin/sh"
-    assert lines[-2] == 'exec "/opt/prtg-ai/bin/python" -m prtg_ai.cli run checkpoint_volume "$@"'
+    assert 'out=$("/opt/prtg-ai/bin/python" -m prtg_ai.cli run checkpoint_volume "$@")' in lines
+    assert lines[-2] == "exit 0"
     assert b"\r" not in data
 
 
 def test_sh_wrapper_escapes_double_quote_metacharacters():
     assert wrappers.sh_command('/srv/a $b`c"d\\e/python', "gpu") == \
-        'exec "/srv/a \\$b\\`c\\"d\\\\e/python" -m prtg_ai.cli run gpu "$@"'
+        'out=$("/srv/a \\$b\\`c\\"d\\\\e/python" -m prtg_ai.cli run gpu "$@")'
 
 
 @pytest.mark.parametrize("kind", [layout.PYTHON, layout.SCRIPTS])
@@ -60,3 +61,24 @@ def test_odd_sensor_ids_are_refused(bad):
 def test_wrapper_names():
     assert [wrappers.wrapper_name(k, "gpu") for k in wrappers.KINDS] == \
         ["prtgai_gpu.cmd", "prtgai_gpu.py", "prtgai_gpu.py", "prtgai_gpu.sh"]
+
+
+def test_cmd_wrapper_text_is_guarded():
+    """The .cmd text: a missing interpreter and a run without a result each echo PRTG error JSON, exit 0."""
+    import json
+
+    py = r"C:\Program Files (x86)\100%\a&b\python.exe"
+    lines = wrappers.render(layout.EXEXML, "gpu", py, "9.9").decode().split("\r\n")
+    cmd_py = py.replace("%", "%%")
+    assert lines.index(f'if not exist "{cmd_py}" goto missing') < lines.index(f'"{cmd_py}" -m prtg_ai.cli run gpu %*')
+    run = lines.index(f'"{cmd_py}" -m prtg_ai.cli run gpu %*')
+    assert lines[run + 1:run + 3] == ["if errorlevel 1 goto broken", "exit /b 0"]
+    for label in (":missing", ":broken"):
+        i = lines.index(label)
+        echo, after = lines[i + 1], lines[i + 2]
+        assert echo.startswith("echo ") and after == "exit /b 0"
+        # What cmd.exe prints: %% -> %, and no caret inside the quoted JSON string.
+        printed = echo[5:].replace("%%", "%")
+        doc = json.loads(printed)
+        assert doc["prtg"]["error"] == 1 and py in doc["prtg"]["text"]
+    assert lines[-2] == "exit /b 0"

@@ -43,6 +43,25 @@ def test_python_script_advanced_json():
     assert v["host"] == "10.0.0.5" and v["path"] == Path("/mnt/a b") and v["count"] == 4
 
 
+def test_python_script_advanced_ignores_keys_that_merely_match_a_parameter_name():
+    # PRTG's own keys include "timeout" (scanning interval minus one second): never a parameter.
+    declared = (*DECLARED, Param("timeout", "duration", default=10.0, maximum=50.0))
+    doc = json.dumps({"host": "gpu-3", "timeout": 59, "count": 8, "window": "1s", "path": "/etc",
+                      "params": "--path /data"})
+    v = resolve(declared, [doc], {})
+    assert v["timeout"] == 10.0 and v["count"] == 1 and v["window"] == 21600.0
+    assert v["path"] == Path("/data") and v["host"] == "gpu-3"
+
+
+def test_inference_psa_document_with_prtg_timeout_runs(tmp_path):
+    from prtg_ai.core.context import Context
+    from prtg_ai.core.runtime import run_sensor
+
+    doc = json.dumps({"host": "127.0.0.1", "timeout": 59, "params": "--url http://127.0.0.1:9/metrics"})
+    result = run_sensor("inference", [doc], Context(env={}, state_dir=tmp_path))
+    assert "--timeout" not in result.message()  # PRTG's timeout key is not our parameter
+
+
 def test_environment_placeholders_fill_declared_parameters_only():
     v = resolve(DECLARED, ["--path", "/d"], {"prtg_host": "gpu-17", "prtg_linuxpassword": "x"})
     assert v["host"] == "gpu-17"

@@ -44,6 +44,8 @@ from urllib.parse import parse_qsl, quote
 from prtg_ai import __version__
 from prtg_ai.agent.auth import TOKEN_PARAM, Authenticator
 from prtg_ai.agent.cache import SharedResources, TTLCache
+from prtg_ai.agent.defaults import configured_paths, merge, missing_text
+from prtg_ai.agent.dispatch import ScanRunner
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError
@@ -174,14 +176,23 @@ class AgentApp:
         sensors: the sensor ids served (``--sensors``; default ``DEFAULT_SENSORS``).
         allow_urls: ``--allow-url`` values (CIDRs, origins); default loopback only.
         api_keys: origin -> key from ``--api-key-file``.
+        deadline_s: per-scan deadline (``--deadline``); a scan past it answers a PRTG error
+            naming what it waits on, and the request never waits longer.
+        sensor_defaults: per-sensor node settings (``--sensor-defaults``), see ``defaults.py``.
     """
 
     def __init__(self, auth: Authenticator, state_dir: Path, env: Mapping[str, str] | None = None,
                  cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None,
                  allowed_paths: Iterable[str] | None = None, sensors: Iterable[str] | None = None,
-                 allow_urls: Iterable[str] = (), api_keys: Mapping[str, str] | None = None):
+                 allow_urls: Iterable[str] = (), api_keys: Mapping[str, str] | None = None,
+                 deadline_s: float | None = None, sensor_defaults: Mapping[str, list[str]] | None = None):
+        from prtg_ai.core.deadline import DEFAULT_S
+
         self.auth = auth
-        self.allowed_paths = None if allowed_paths is None else tuple(os.path.realpath(p) for p in allowed_paths)
+        self.runner = ScanRunner(DEFAULT_S if deadline_s is None else deadline_s, error_body)
+        self.sensor_defaults = dict(sensor_defaults or {})
+        self.allowed_paths = None if allowed_paths is None else tuple(
+            os.path.realpath(p) for p in (*allowed_paths, *configured_paths(self.sensor_defaults)))
         self.policy = ClientPolicy(self.allowed_paths, allow_urls, api_keys)
         for key in self.policy.keys.values():
             self.auth.scrubber.register(key)
@@ -260,12 +271,17 @@ class AgentApp:
                     raise BadRequest(f"format={printable(formats[-1], 20)!r} is not one of prtg, v2, table.")
             cls = registry.get(sensor_id)
             argv = query_to_argv(cls, pairs, self.allowed_paths)
+            argv = merge(cls, self.sensor_defaults.get(sensor_id, []), argv)
+            missing = missing_text(cls, argv)
+            if missing:
+                raise BadRequest(missing)
         except (BadRequest, ConfigError) as exc:
             text = str(exc) if isinstance(exc, BadRequest) else exc.message()
             return finish(SensorResult.failure(self.auth.scrubber.scrub(text)), fmt).text.encode("utf-8")
         # Order-insensitive key: ?a=1&b=2 and ?b=2&a=1 share one run.
         key = (sensor_id, fmt, tuple(sorted(argv)))
-        return self.cache.get_or_compute(key, lambda: self._run(sensor_id, argv, fmt))
+        return self.cache.get_or_compute(
+            key, lambda: self.runner.run(key, sensor_id, lambda: self._run(sensor_id, argv, fmt)))
 
     def _run(self, sensor_id: str, argv: list[str], fmt: str) -> bytes:
         # A fresh Scrubber per run: secrets from one request's parameters must not
@@ -279,18 +295,21 @@ class AgentApp:
 
     # -- pages -----------------------------------------------------------
     def _health(self, environ: Mapping[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Liveness for allowed clients; version and uptime only for authenticated ones."""
+        """Liveness and stuck scans for allowed clients; version, uptime and which scans are stuck only
+        for authenticated ones. Answered outside the worker pool (see ``dispatch``)."""
         where = self.auth.check_address(environ.get("REMOTE_ADDR", ""))
         if not where.allowed:
             return where.status, [], error_body(where.reason)
-        doc: dict = {"status": "ok"}
+        stuck = self.runner.stuck()
+        doc: dict = {"status": "degraded" if stuck else "ok", "stuck_scans": len(stuck)}
         try:
             tokens = [v for k, v in parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=MAX_QUERY_FIELDS)
                       if k == TOKEN_PARAM]
         except ValueError:
             tokens = []
         if self.auth.required and self.auth.check(environ, tokens[-1] if tokens else None).allowed:
-            doc.update(version=__version__, uptime_s=round(time.monotonic() - self.started, 1))
+            doc.update(version=__version__, uptime_s=round(time.monotonic() - self.started, 1),
+                       stuck=stuck[:16], deadline_s=self.runner.seconds)
         return 200, [], json.dumps(doc).encode("utf-8")
 
     def _index(self, environ: Mapping[str, str]) -> bytes:

@@ -42,6 +42,7 @@ from prtg_ai import __version__
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import finish, run_sensor
+from prtg_ai.prtg.model import SensorResult
 from prtg_ai.core.secrets import Scrubber
 
 log = logging.getLogger("prtg_ai.agent.push")
@@ -155,6 +156,7 @@ class Pusher:
         self.verify = verify
         self.timeout = timeout
         self.ctx = ctx or Context()
+        self._runner = None  # the deadline runner, made on the first push
         self.stop_event = threading.Event()
         self._sleep = sleep or self.stop_event.wait
         self.clock = clock
@@ -184,8 +186,25 @@ class Pusher:
 
     # -- one push ------------------------------------------------------------
     def body_for(self, target: Target) -> str:
-        """Run the target's sensor; the legacy PRTG JSON, checked against PRTG's rules."""
-        return finish(run_sensor(target.sensor_id, target.argv, self.ctx), "prtg").text
+        """Run the target's sensor; the legacy PRTG JSON, checked against PRTG's rules.
+
+        Under the per-scan deadline (``PRTG_AI_DEADLINE``): a hung scan is pushed as a PRTG
+        error naming what it waits on, and the next push shares (not repeats) the stuck call.
+        """
+        if self._runner is None:
+            from prtg_ai.agent.dispatch import ScanRunner
+            from prtg_ai.core import deadline
+
+            try:
+                seconds = deadline.parse(self.ctx.env.get(deadline.ENV))
+            except ValueError:
+                seconds = deadline.DEFAULT_S
+            self._runner = ScanRunner(seconds, lambda text: finish(
+                SensorResult.failure(self.ctx.secrets.scrub(text)), "prtg").text.encode("utf-8"))
+        key = (target.sensor_id, tuple(target.argv))
+        body = self._runner.run(key, target.sensor_id, lambda: finish(
+            run_sensor(target.sensor_id, target.argv, self.ctx), "prtg").text.encode("utf-8"))
+        return body.decode("utf-8")
 
     def post(self, target: Target, body: str) -> Delivery:
         """POST ``body`` to the target's push URL and interpret the probe's reply."""

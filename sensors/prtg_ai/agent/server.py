@@ -49,6 +49,8 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 
+from prtg_ai.agent.dispatch import install_overflow
+
 log = logging.getLogger("prtg_ai.agent.server")
 
 DEFAULT_PORT = 9705
@@ -314,7 +316,7 @@ class AgentServer:
             app, map=self._map, host=host, port=port, ident="prtg-ai", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True, log_socket_errors=False, asyncore_use_poll=_USE_POLL,
             ipv6=":" in host, ipv4=":" not in host, url_scheme="https" if ssl_context else "http", **settings)
-        self.dispatcher = self._server.task_dispatcher
+        self.dispatcher = install_overflow(self._server, self.listeners)
         self.scheme = "https" if ssl_context else "http"
         channel = GuardedChannel
         if ssl_context is not None:

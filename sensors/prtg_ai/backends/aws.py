@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import SensorError
 from prtg_ai.core.log import get_logger
 
@@ -323,12 +324,15 @@ class Aws:
         return client
 
     def _call(self, service: str, region: str | None, op: str, **kwargs) -> dict:
+        doing(f"AWS {service} {op}")
         CALLED.add((service, op))
         try:
             from botocore import xform_name
 
             client = self._client(service, region)
-            return check_answer(getattr(client, xform_name(op))(**kwargs), service, op)
+            answer = getattr(client, xform_name(op))(**kwargs)
+            done()
+            return check_answer(answer, service, op)
         except AwsError:
             raise
         except Exception as exc:  # translated to an actionable AwsError; anything else is re-raised
@@ -646,3 +650,62 @@ def credentials_status() -> tuple[bool, str]:
     if creds is None:
         return False, "no AWS credentials found (environment, profile, or instance role)"
     return True, f"credentials found (source: {getattr(creds, 'method', 'unknown')})"
+
+
+def permission_status(check_cost_explorer: bool = False) -> list[tuple[str, bool, str]]:
+    """``prtg-ai doctor``: can this identity make the calls gpu_spend needs? Never prints a secret.
+
+    STS GetCallerIdentity proves the credentials are valid (it needs no permission);
+    EC2 DescribeInstances with ``DryRun`` answers "would succeed" or "not authorized"
+    without doing anything. Cost Explorer has no dry run and each call costs USD 0.01,
+    so it is only asked with ``check_cost_explorer``.
+    """
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return [("AWS identity (gpu_spend)", False, "boto3 is not installed")]
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
+    session = boto3.session.Session()
+    region = session.region_name or "us-east-1"
+    out: list[tuple[str, bool, str]] = []
+    try:
+        who = session.client("sts", region_name=region, config=config).get_caller_identity()
+        out.append(("AWS identity (gpu_spend)", True, f"valid (account {who.get('Account', '?')})"))
+    except (BotoCoreError, ClientError) as exc:
+        return [("AWS identity (gpu_spend)", False, f"credentials rejected or unreachable ({_code(exc)})")]
+    try:
+        session.client("ec2", region_name=region, config=config).describe_instances(DryRun=True, MaxResults=5)
+        out.append(("AWS ec2:DescribeInstances (gpu_spend fleet)", True, "allowed"))
+    except ClientError as exc:
+        code = _code(exc)
+        ok = code == "DryRunOperation"
+        out.append(("AWS ec2:DescribeInstances (gpu_spend fleet)", ok,
+                    "allowed" if ok else f"denied ({code}); see installer/assets/iam/prtg-ai-gpu-spend-policy.json"))
+    except BotoCoreError as exc:
+        out.append(("AWS ec2:DescribeInstances (gpu_spend fleet)", False, f"unreachable ({_code(exc)})"))
+    if not check_cost_explorer:
+        out.append(("AWS ce:GetCostAndUsage (gpu_spend)", True,
+                    "not checked: each Cost Explorer call costs USD 0.01 (prtg-ai doctor --check-cost-explorer asks once)"))
+        return out
+    try:
+        from datetime import date, timedelta
+
+        end = date.today()
+        session.client("ce", region_name="us-east-1", config=config).get_cost_and_usage(
+            TimePeriod={"Start": (end - timedelta(days=1)).isoformat(), "End": end.isoformat()},
+            Granularity="DAILY", Metrics=["UnblendedCost"])
+        out.append(("AWS ce:GetCostAndUsage (gpu_spend)", True, "allowed"))
+    except (BotoCoreError, ClientError) as exc:
+        out.append(("AWS ce:GetCostAndUsage (gpu_spend)", False,
+                    f"denied or unreachable ({_code(exc)}); see installer/assets/iam/prtg-ai-gpu-spend-policy.json"))
+    return out
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)[:60]
+    return type(exc).__name__

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import SensorError
 
 
@@ -179,6 +180,7 @@ def scan_top_level(path: Path, patterns: Sequence[str], budget_s: float,
     started = monotonic()
     scan = FolderScan()
     try:
+        doing("listing the folder given as --path")
         iterator = os.scandir(path)
     except OSError as exc:
         raise _as_sensor_error(path, exc) from None
@@ -198,6 +200,7 @@ def scan_top_level(path: Path, patterns: Sequence[str], budget_s: float,
             is_dir = stat.S_ISDIR(st.st_mode)
             scan.entries.append(Entry(name, st.st_mtime, is_dir, 0 if is_dir else st.st_size))
     scan.elapsed = monotonic() - started
+    done()
     return scan
 
 

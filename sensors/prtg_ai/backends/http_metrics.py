@@ -27,6 +27,7 @@ import json
 import time
 
 from prtg_ai.backends.bounded_http import Exchange, HttpFailure
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import SensorError
 
 MAX_METRICS_BYTES = 8 * 1024 * 1024  # vLLM with many LoRA adapters: ~1 MB; 8 MB is a runaway page
@@ -41,6 +42,18 @@ class Unreachable(SensorError):
     def __init__(self, problem: str, hint: str = "", refused: bool = False):
         super().__init__(problem, hint)
         self.refused = refused
+
+
+def _where(url: str) -> str:
+    """Scheme, host and port of ``url`` only: what a deadline message may name (no path, query or credentials)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}"
+    except ValueError:
+        return "the model server"
 
 
 class DestinationRefused(SensorError):
@@ -84,6 +97,7 @@ def fetch_text(url: str, deadline: float, api_key: str | None = None, monotonic=
         deadline: monotonic time by which the whole exchange ends (the scan's budget).
         policy: the agent client's ``ClientPolicy`` (None in script mode).
     """
+    doing(f"HTTP GET of {_where(url)}")
     try:
         with Exchange(url, "GET", headers=_headers(api_key), deadline=deadline, policy=policy,
                       monotonic=monotonic) as ex:
@@ -97,6 +111,7 @@ def fetch_text(url: str, deadline: float, api_key: str | None = None, monotonic=
                 raise SensorError(f"{url} answered HTTP {ex.status}.",
                                   "Is --url the model server, and --metrics-url its metrics page?")
             body = ex.body(limit)
+            done()
             return body.decode("utf-8", errors="replace")
     except HttpFailure as exc:
         raise _failure(url, exc) from None

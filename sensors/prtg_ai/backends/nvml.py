@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable
 
+from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.log import get_logger
 from prtg_ai.records import field, record
@@ -207,8 +208,11 @@ class _Caller:
 
     def __call__(self, name: str, *args, label: str | None = None, **kwargs):
         label = label or name
+        doing(f"NVML {name} on GPU {self.sample.index}")
         try:
-            return getattr(self.nv, name)(*args, **kwargs)
+            value = getattr(self.nv, name)(*args, **kwargs)
+            done()
+            return value
         except AttributeError:
             # An older nvidia-ml-py without this wrapper: same as an older driver.
             self._absent(label, "function missing from nvidia-ml-py")
@@ -251,6 +255,7 @@ class Nvml:
 
     def __enter__(self) -> "Nvml":
         nv = self.nv
+        doing("NVML nvmlInit")
         try:
             nv.nvmlInit()  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlInitializationAndCleanup.html#nvmlInit_v2
         except nv.NVMLError as exc:
@@ -271,6 +276,7 @@ class Nvml:
         nv = self.nv
 
         def ask(name: str):
+            doing(f"NVML {name}")
             try:
                 return getattr(nv, name)()
             except (nv.NVMLError, AttributeError):
@@ -283,6 +289,7 @@ class Nvml:
         return SystemInfo(_text(driver) if driver else None, _text(nvml) if nvml else None, cuda_text)
 
     def count(self) -> int:
+        doing("NVML nvmlDeviceGetCount")
         try:
             return int(self.nv.nvmlDeviceGetCount())  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetCount_v2
         except self.nv.NVMLError as exc:
@@ -292,6 +299,7 @@ class Nvml:
     def handle_by_index(self, index: int):
         """Handle of GPU ``index``; GpuLostError when that GPU no longer answers."""
         nv = self.nv
+        doing(f"NVML nvmlDeviceGetHandleByIndex on GPU {index}")
         try:
             return nv.nvmlDeviceGetHandleByIndex(index)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetHandleByIndex_v2
         except (nv.NVMLError_GpuIsLost, nv.NVMLError_ResetRequired) as exc:
@@ -346,6 +354,7 @@ class Nvml:
         silent: list[str] = []
         wanted = [FI_NVLINK_LINK_COUNT, (FI_NVLINK_DATA_TX, SCOPE_ALL_LINKS), (FI_NVLINK_DATA_RX, SCOPE_ALL_LINKS)]
         for index in range(self.count()):
+            doing(f"NVML NVLink counters of GPU {index}")
             try:
                 handle = nv.nvmlDeviceGetHandleByIndex(index)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetHandleByIndex_v2
                 values = nv.nvmlDeviceGetFieldValues(handle, wanted)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlFieldValueQueries.html#nvmlDeviceGetFieldValues

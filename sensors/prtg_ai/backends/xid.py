@@ -167,7 +167,8 @@ def read_log(path: Path, roots=None) -> LogRead:
     except FileNotFoundError:
         return LogRead(None, source, f"{source} does not exist")
     except PermissionError:
-        return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root)")
+        return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root "
+                                     "or CAP_SYSLOG; README: XIDs)")
     except OSError as exc:
         return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
     try:

@@ -34,6 +34,9 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        from prtg_ai.core.deadline import doing, done
+
+        doing(f"the state lock {os.path.basename(self.path)}")
         # No symlink followed (a planted .lock must not create or truncate a file elsewhere),
         # never blocking on a FIFO, and only a regular file is locked.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _SAFE, 0o600)
@@ -50,6 +53,7 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
+        done()
 
     def release(self) -> None:
         if self._fd is None:

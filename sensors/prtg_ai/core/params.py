@@ -5,7 +5,9 @@ Sources, highest precedence first:
 1. command-line options (``--path /data --window 6h``), as PRTG's "Parameters"
    field passes them to EXE/Script Advanced and SSH Script Advanced;
 2. Python Script Advanced's JSON document in ``sys.argv[1]``: its ``params`` string
-   is split like a command line, and keys named like a parameter are used directly;
+   is split like a command line; of its other keys only PRTG placeholders a parameter
+   declares (``env=("prtg_host",)`` takes the key ``host``) are used, every other key
+   (``timeout`` included) is ignored;
 3. PRTG placeholders exported as environment variables ("Set placeholders as
    environment values": ``prtg_host``, ...), for parameters that declare them;
 
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from prtg_ai.core.errors import ConfigError
 
 MAX_VALUE_LEN = 4096
+PLACEHOLDER_PREFIX = "prtg_"  # PRTG placeholder env names; the PSA JSON key is the rest
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -184,11 +187,16 @@ def python_script_json(document: str, declared: Sequence[Param]) -> dict[str, li
         raise ConfigError(None, "The first argument looks like Python Script Advanced JSON but does not parse") from None
     if not isinstance(data, dict):
         raise ConfigError(None, "Python Script Advanced JSON must be an object")
-    names = {p.name for p in declared}
+    # Only PRTG placeholders a parameter declares (``env=("prtg_host",)`` maps the key
+    # ``host``) are taken; PRTG's other keys (``timeout`` is the scanning interval minus
+    # one second, not ours) and any key that merely matches a parameter name are ignored.
+    mapped = {var[len(PLACEHOLDER_PREFIX):]: p.name for p in declared for var in p.env
+              if var.startswith(PLACEHOLDER_PREFIX)}
     raw: dict[str, list[str]] = {}
     for key, value in data.items():
-        if key in names and isinstance(value, (str, int, float)):
-            raw.setdefault(key, []).append(str(value))
+        name = mapped.get(key) if isinstance(key, str) else None
+        if name and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            raw.setdefault(name, []).append(str(value))
     extra = data.get("params")
     if isinstance(extra, str) and extra.strip():
         try:

@@ -88,6 +88,7 @@ def _run_once(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult
         sensor = cls(ctx, values)
         result = sensor.run()
         if not result.error:
+            order_channels(result, sensor.catalog)
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             result.add(sensor.channel("execution_time", round(elapsed_ms, 3)))
             if baselines:
@@ -108,6 +109,28 @@ def _run_once(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult
             f"Details are in the log under {ctx.state_path}; please report it with that log."
         )
     return result
+
+
+def order_channels(result: SensorResult, catalog) -> None:
+    """Put channels in catalogue order, the intended primary channel (first row) first.
+
+    PRTG fixes a sensor's primary channel (the first one) when it creates the channels,
+    so the order must not depend on which channels a scan happens to have. Order: the
+    sensor's single channels as their rows are listed; then per-instance channels
+    (per GPU, per port) by instance, each instance's rows in catalogue order; then the
+    common rows (Execution Time, baselines).
+    """
+    rank: dict[int, tuple[int, int, int]] = {}
+    for position, spec in enumerate(catalog):
+        group = 2 if spec.key in _COMMON_KEYS else (1 if spec.v2_span > 1 else 0)
+        for index in range(spec.v2_span):
+            rank.setdefault(spec.v2_id + index, (group, index if group == 1 else position,
+                                                 position if group == 1 else index))
+    last = (3, 0, 0)
+    result.channels.sort(key=lambda ch: rank.get(ch.v2_id, last))
+
+
+_COMMON_KEYS = ("execution_time", "baseline_deviation", "baseline_state")
 
 
 def _apply_baselines(sensor, result: SensorResult, names: tuple[str, ...], ctx: Context) -> None:

@@ -106,11 +106,19 @@ def to_v2(result: SensorResult) -> dict:
     if result.error:
         return {"version": 2, "status": "error",
                 "message": _truncate(result.message() or "Sensor error")}
-    status = "warning" if result.warning or any(ch.warning for ch in result.channels) else "ok"
+    from prtg_ai.prtg.judge import explain, judge
+
+    # Script v2 has no limits or lookups on the wire: the status is judged here, as PRTG
+    # would judge the legacy result's limits and lookup states, and the message names why.
+    status, channel = judge(result)
+    message = result.message()
+    if channel is not None:
+        reason = explain(channel, status)
+        message = f"{reason}. {message}" if message else reason + "."
     return {
         "version": 2,
         "status": status,
-        "message": _truncate(result.message()),
+        "message": _truncate(message),
         "channels": [_v2_channel(ch) for ch in result.channels],
     }
 
