@@ -4,13 +4,16 @@
 answers a valid, non-error PRTG result. No hand edits.
 
 The node: NVML through the scenario fake (8 H100s), the east-west fixture tree of an
-8-port NDR node as its sysfs, a real checkpoint folder and a model server on 127.0.0.1.
+8-port NDR node as its sysfs, a real checkpoint folder and a model server on 127.0.0.1;
+for the Kubernetes template, an API server over TLS as a pod sees it (service-account
+token and CA) and a dcgm-exporter page (a real L4 capture) on loopback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -22,6 +25,7 @@ from urllib.parse import urlsplit
 
 from fakes.gpu_cases import TESTCASES
 from fakes.inference_server import FakeModelServer
+from fakes.kube_api import FakeKubeApi
 from prtg_ai.prtg.validate import validate
 from prtg_ai.templates import AGENT_PORT
 from reliability.rel_support import clean_env, free_port, http_get, prtg_ai_script
@@ -72,15 +76,33 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path):
     (ckpt / "checkpoint-100").mkdir(parents=True)
     (ckpt / "checkpoint-100" / "model.safetensors").write_bytes(b"x" * 65536)
     fabric = TESTCASES / "east_west" / "ndr_8port"
+    proc = tmp_path / "proc"  # the fixture's procfs plus socket tables (a node listening on nothing)
+    shutil.copytree(fabric / "proc", proc)
+    for table in ("tcp", "tcp6"):
+        (proc / "net" / table).write_text("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
+                                          "retrnsmt   uid  timeout inode\n")
     page = (TESTCASES / "inference" / "vllm" / "metrics.1.prom").read_text()
+    dcgm_page = (TESTCASES / "dcgm" / "l4_kops" / "metrics.txt").read_text()
+    cluster = json.loads((TESTCASES / "k8s_gpu" / "cluster.json").read_text())
+    cert, key = _certificate(tmp_path)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text("sa-token-first-contact")
+    (sa / "ca.crt").write_bytes(cert.read_bytes())
     port = free_port()
-    node_env = clean_env(tmp_path / "agent-home", {
-        "PYTHONPATH": str(SHIM), "PRTG_AI_FAKE_NVML": str(TESTCASES / "gpu_host" / "h100x8_load" / "nvml.json"),
-        "PRTG_AI_SYS_ROOT": str(fabric / "sys"), "PRTG_AI_PROC_ROOT": str(fabric / "proc")})
-    with FakeModelServer(page=page) as model:
+    with FakeModelServer(page=page) as model, FakeModelServer(page=dcgm_page) as dcgm, \
+            FakeKubeApi(cluster["nodes"], cluster["pods"], token="sa-token-first-contact",
+                        tls=(str(cert), str(key))) as kube:
+        node_env = clean_env(tmp_path / "agent-home", {
+            "PYTHONPATH": str(SHIM), "PRTG_AI_FAKE_NVML": str(TESTCASES / "gpu_host" / "h100x8_load" / "nvml.json"),
+            "PRTG_AI_SYS_ROOT": str(fabric / "sys"), "PRTG_AI_PROC_ROOT": str(proc),
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": kube.url.rsplit(":", 1)[1],
+            "NODE_NAME": "gpu-node-1", "PRTG_AI_K8S_SA_DIR": str(sa)})
+        dcgm_at = dcgm.url.split("://", 1)[1]
         args = [prtg_ai_script(), "serve", "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file),
                 "--sensor-defaults", f"checkpoint_volume=--path {ckpt}",
                 "--sensor-defaults", f"inference=--url {model.url}",
+                "--sensors", "gpu,gpu_host,east_west,checkpoint_volume,node_security,k8s_gpu,inference",
                 "--state-dir", str(tmp_path / "agent-state")]
         agent = subprocess.Popen(args, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
@@ -91,7 +113,8 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path):
                 for element in ET.parse(path).getroot().iter("httpurl"):
                     url = urlsplit(element.text.replace("%host", "127.0.0.1"))
                     assert url.port == AGENT_PORT  # the template's port; this test's agent sits on a free one
-                    target = f"{url.path}?{url.query}"
+                    # Likewise dcgm-exporter's port 9400 in the Kubernetes template: this test's page sits elsewhere.
+                    target = f"{url.path}?{url.query}".replace("127.0.0.1:9400", dcgm_at)
                     status, _, body = http_get(port, target, timeout=60)
                     text = body.decode()
                     assert status == 200, (path.name, url.path, text)
@@ -101,7 +124,8 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path):
                     assert legacy_worst(doc) != "error", (path.name, url.path, doc["prtg"].get("text"))
                     assert TOKEN not in text
                     checked += 1
-            assert checked == sum(1 + n + 2 for n in (1, 2, 4, 8)) + 1  # host + GPUs + fabric + checkpoint; inference
+            # host + GPUs + fabric + checkpoint + node security per node template; inference; k8s_gpu + gpu_host
+            assert checked == sum(1 + n + 3 for n in (1, 2, 4, 8)) + 1 + 2
         finally:
             agent.terminate()
             out, _ = agent.communicate(timeout=20)
@@ -136,3 +160,12 @@ def test_a_template_sensor_without_its_node_setting_names_the_line_to_add(tmp_pa
     finally:
         agent.terminate()
         agent.communicate(timeout=20)
+
+
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: the API server's, trusted through the pod's ca.crt."""
+    cert, key = tmp_path / "api-cert.pem", tmp_path / "api-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    return cert, key

@@ -129,7 +129,7 @@ def test_agent_with_every_worker_stuck_still_answers_other_sensors_and_health(tm
             assert took < 4.0 + 3.0, took
         # /health, measured, while the scans are stuck: answered at once and reporting them.
         started = time.monotonic()
-        status, _, body = http_get(agent.port, "/health", timeout=5)
+        status, _, body = http_get(agent.port, "/health", {"Authorization": f"Bearer {token}"}, timeout=5)
         assert time.monotonic() - started < 1.0
         health = json.loads(body)
         assert health["status"] == "degraded"
@@ -141,7 +141,7 @@ def test_agent_with_every_worker_stuck_still_answers_other_sensors_and_health(tm
         again: list = []
         _get(agent.port, "/sensors/gpu?gpu=0&xid_log=/nonexistent", token, again)
         assert again[0][2] < 1.0 and b"stuck" in again[0][1]
-        status, _, body = http_get(agent.port, "/health", timeout=5)
+        status, _, body = http_get(agent.port, "/health", {"Authorization": f"Bearer {token}"}, timeout=5)
         assert json.loads(body)["stuck_scans"] == 4
     finally:
         agent.stop()

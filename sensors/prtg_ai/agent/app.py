@@ -301,7 +301,7 @@ class AgentApp:
         if not where.allowed:
             return where.status, [], error_body(where.reason)
         stuck = self.runner.stuck()
-        doc: dict = {"status": "degraded" if stuck else "ok", "stuck_scans": len(stuck)}
+        doc: dict = {"status": "degraded" if stuck else "ok"}
         try:
             tokens = [v for k, v in parse_qsl(environ.get("QUERY_STRING", ""), max_num_fields=MAX_QUERY_FIELDS)
                       if k == TOKEN_PARAM]
@@ -309,7 +309,7 @@ class AgentApp:
             tokens = []
         if self.auth.required and self.auth.check(environ, tokens[-1] if tokens else None).allowed:
             doc.update(version=__version__, uptime_s=round(time.monotonic() - self.started, 1),
-                       stuck=stuck[:16], deadline_s=self.runner.seconds)
+                       stuck_scans=len(stuck), stuck=stuck[:16], deadline_s=self.runner.seconds)
         return 200, [], json.dumps(doc).encode("utf-8")
 
     def _index(self, environ: Mapping[str, str]) -> bytes:
