@@ -25,6 +25,7 @@ role ``installer/assets/iam/prtg-ai-gpu-spend-azure-role.json`` grants exactly t
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from urllib.parse import quote
 
@@ -71,6 +72,23 @@ def credential_status() -> tuple[bool, str]:
     return True, "a token for Azure Resource Manager was obtained (DefaultAzureCredential)"
 
 
+# One credential object per process and environment: it keeps its token until shortly before expiry,
+# so the agent and in-process callers do not ask the identity endpoint on every refresh.
+_CREDENTIALS: dict[tuple, object] = {}
+
+
+def _credential(env: dict):
+    from azure.identity import DefaultAzureCredential
+
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_"))))
+    credential = _CREDENTIALS.get(key)
+    if credential is None:
+        if len(_CREDENTIALS) >= 16:
+            _CREDENTIALS.clear()
+        credential = _CREDENTIALS[key] = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    return credential
+
+
 class Azure:
     """The calls ``gpu_spend --cloud azure`` makes, with one credential."""
 
@@ -88,13 +106,12 @@ class Azure:
     def token(self) -> str:
         if self._token is None:
             try:
-                from azure.identity import DefaultAzureCredential
+                import azure.identity  # noqa: F401
             except ImportError:
                 raise CloudError("credentials", "azure-identity is not installed on this probe.",
                                  "pip install 'prtg-ai[azure]' in the pack's Python environment.") from None
             try:
-                credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-                self._token = credential.get_token(ARM_SCOPE).token
+                self._token = _credential(dict(os.environ)).get_token(ARM_SCOPE).token
             except Exception as exc:  # azure-identity raises ClientAuthenticationError / CredentialUnavailableError
                 raise CloudError("credentials", f"No Azure credential could get a token ({type(exc).__name__}).",
                                  "Give the probe a managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID with a "
