@@ -119,6 +119,7 @@ def doctor(as_json: bool) -> None:
                    ", ".join(sorted(p.name for p in ib.iterdir())) if ib_ok else "none found under /sys/class/infiniband"))
     aws_ok, aws_detail = aws.credentials_status()
     checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
+    checks.extend(_cloud_credential_checks())
     checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
     checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
     checks.append(("prtg-ai", True, f"{__version__} ({os.path.dirname(os.path.abspath(__file__))})"))
@@ -127,6 +128,16 @@ def doctor(as_json: bool) -> None:
         return
     for check, ok, detail in checks:
         click.echo(f"[{'ok' if ok else '--'}] {check}: {detail}")
+
+
+def _cloud_credential_checks() -> list[tuple[str, bool, str]]:
+    """Azure and Google Cloud credentials for ``gpu_spend --cloud azure|gcp`` (never prints a token)."""
+    from prtg_ai.backends import azure, gcp
+
+    azure_ok, azure_detail = azure.credential_status()
+    gcp_ok, gcp_detail = gcp.credential_status()
+    return [("Azure credentials (gpu_spend --cloud azure)", azure_ok, azure_detail),
+            ("Google Cloud credentials (gpu_spend --cloud gcp)", gcp_ok, gcp_detail)]
 
 
 @cli.command("render")

@@ -8,7 +8,9 @@ staleness by a test:
   ``east_west`` and ``checkpoint_volume``.
 * ``prtgai_gpu_node_ssh_<N>gpu.odt``: the same sensors as SSH Script Advanced,
   running the ``.sh`` wrappers the installer puts in ``/var/prtg/scriptsxml``.
-* ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe.
+* ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe;
+  ``prtgai_azure_gpu_subscription.odt`` and ``prtgai_gcp_gpu_project.odt`` the same with
+  ``--cloud azure`` / ``--cloud gcp`` and a placeholder scope the admin replaces.
 * ``prtgai_inference_server.odt``: ``inference`` through the agent on a model-serving
   node (vLLM / TGI / Triton on port 8000 of the same host), with adaptive baselines
   on queue depth and time to first token: "normal" depends on the model and the hour.
@@ -39,6 +41,9 @@ SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe an
 CHECKPOINT_PLACEHOLDER = "/checkpoints"  # the admin edits this per device
 MODEL_SERVER_URL = "http://127.0.0.1:8000"  # seen from the agent on the same node; edit per device
 INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
+# Placeholders the admin replaces in the device's sensor settings (the sensor's error names the parameter).
+AZURE_SUBSCRIPTION_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+GCP_TABLE_PLACEHOLDER = "my-billing-project.billing_export.gcp_billing_export_v1_XXXXXX_XXXXXX_XXXXXX"
 
 _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                           keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -103,15 +108,29 @@ def _ssh_template(gpus: int) -> str:
                        priority=1, sensors=sensors)
 
 
-def _aws_template() -> str:
+def _spend_template(name: str, sensor_name: str, params: str) -> str:
     from prtg_ai_installer.layout import EXEXML
     from prtg_ai_installer.wrappers import wrapper_name
 
-    sensors = [{"id": "prtgai_gpu_spend", "kind": EXE_ADVANCED_KIND, "name": "AWS GPU spend",
-                "fields": [("exefile", wrapper_name(EXEXML, "gpu_spend")), ("exeparams", ""),
+    sensors = [{"id": "prtgai_gpu_spend", "kind": EXE_ADVANCED_KIND, "name": sensor_name,
+                "fields": [("exefile", wrapper_name(EXEXML, "gpu_spend")), ("exeparams", params),
                            ("environment", "1"), ("mutexname", "prtgai_gpu_spend"), ("timeout", "120"),
                            *_common("gpu_spend", 3, SPEND_INTERVAL)]}]
-    return _ODT.render(name="prtg-ai AWS GPU account (EXE/Script Advanced)", priority=1, sensors=sensors)
+    return _ODT.render(name=name, priority=1, sensors=sensors)
+
+
+def _aws_template() -> str:
+    return _spend_template("prtg-ai AWS GPU account (EXE/Script Advanced)", "AWS GPU spend", "")
+
+
+def _azure_template() -> str:
+    return _spend_template("prtg-ai Azure GPU subscription (EXE/Script Advanced)", "Azure GPU spend",
+                           f"--cloud azure --subscription {AZURE_SUBSCRIPTION_PLACEHOLDER}")
+
+
+def _gcp_template() -> str:
+    return _spend_template("prtg-ai Google Cloud GPU project (EXE/Script Advanced)", "Google Cloud GPU spend",
+                           f"--cloud gcp --billing-table {GCP_TABLE_PLACEHOLDER}")
 
 
 def _inference_template() -> str:
@@ -131,5 +150,7 @@ def render_templates() -> dict[str, str]:
         files[f"prtgai_gpu_node_http_{n}gpu.odt"] = _http_template(n)
         files[f"prtgai_gpu_node_ssh_{n}gpu.odt"] = _ssh_template(n)
     files["prtgai_aws_gpu_account.odt"] = _aws_template()
+    files["prtgai_azure_gpu_subscription.odt"] = _azure_template()
+    files["prtgai_gcp_gpu_project.odt"] = _gcp_template()
     files["prtgai_inference_server.odt"] = _inference_template()
     return files

@@ -239,3 +239,17 @@ def test_every_call_is_granted_by_the_shipped_role(azure, scan):
     called = {backend.RBAC_ACTIONS[c] for c in cloud_http.CALLED if c in backend.RBAC_ACTIONS}
     assert called - {None} <= granted
     assert ("costmanagement", "Query") in cloud_http.CALLED and ("monitor", "MetricsList") in cloud_http.CALLED
+
+
+def test_doctor_line_finds_the_managed_identity(azure):
+    from prtg_ai.commands import _cloud_credential_checks
+
+    checks = {name: (ok, detail) for name, ok, detail in _cloud_credential_checks()}
+    ok, detail = checks["Azure credentials (gpu_spend --cloud azure)"]
+    assert ok and "token" in detail and TOKEN not in detail
+    azure.msi_fail = True
+    from prtg_ai.backends import azure as backend
+
+    backend._CREDENTIALS.clear()
+    ok, detail = backend.credential_status()
+    assert not ok and "managed identity" in detail

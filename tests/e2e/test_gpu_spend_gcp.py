@@ -195,3 +195,13 @@ def test_every_call_is_granted_by_the_shipped_role(gcp, scan):
     for call in cloud_http.CALLED:
         assert set(backend.IAM_PERMISSIONS[call]) <= granted, call
     assert ("bigquery", "jobs.query") in cloud_http.CALLED and ("tpu", "nodes.list") in cloud_http.CALLED
+
+
+def test_doctor_line_reports_adc(gcp, monkeypatch, tmp_path):
+    from prtg_ai.backends import gcp as backend
+
+    ok, detail = backend.credential_status()
+    assert ok and "Application Default Credentials found" in detail and TOKEN not in detail
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    ok, detail = backend.credential_status()
+    assert not ok
