@@ -253,3 +253,26 @@ def test_doctor_line_finds_the_managed_identity(azure):
     backend._CREDENTIALS.clear()
     ok, detail = backend.credential_status()
     assert not ok and "managed identity" in detail
+
+
+def test_management_group_scope_reads_costs_there_and_vms_from_the_subscription(azure, scan):
+    result, _ = scan("--management-group", "ai-platform")
+    assert not result.error
+    mg = "/providers/Microsoft.Management/managementGroups/ai-platform"
+    ops = {r["op"]: r["path"] for r in azure.requests}
+    assert ops["costmanagement:Query"] == f"{mg}/providers/Microsoft.CostManagement/query"
+    assert ops["consumption:Budgets"] == f"{mg}/providers/Microsoft.Consumption/budgets"
+    assert ops["compute:VirtualMachinesListAll"] == f"/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines"
+
+
+def test_the_daily_request_cap_stops_refreshes(azure, scan, clock, monkeypatch):
+    from prtg_ai.spend_clouds import engine
+
+    monkeypatch.setattr(engine, "DAILY_REQUEST_CAP", 3)
+    scan()
+    assert cost_calls(azure) == 3
+    clock.now += 6 * 3600 + 1
+    result, doc = scan()
+    assert cost_calls(azure) == 3                       # refused before asking
+    assert "daily cap of 3 requests" in doc["prtg"]["text"]
+    assert channels(result)["GPU Spend Month To Date"] == pytest.approx(7300.0)   # the cache still serves
