@@ -40,18 +40,19 @@ GCP_ARGS = ["--cloud", "gcp", "--billing-table", TABLE]
 def _fakes():
     sys.path.insert(0, str(TESTS))
     from fakes.azure_fake import FakeAzure
-    from fakes.gcp_fake import shared
+    from fakes.gcp_fake import FakeGcp
 
     azure = FakeAzure(json.loads(AZURE_CASE.read_text(encoding="utf-8")))
-    gcp = shared(json.loads(GCP_CASE.read_text(encoding="utf-8")))
+    gcp = FakeGcp(json.loads(GCP_CASE.read_text(encoding="utf-8")))
     return azure, gcp
 
 
 def _clean_env(*fakes) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "GOOGLE_", "GCE_", "CLOUDSDK_", "PRTG_AI_", "AWS_"))}
+    keys = tempfile.mkdtemp(prefix="prtg-ai-bench-")  # the fake service account's key (ADC)
     for fake in fakes:
-        env.update(fake.env())
+        env.update(fake.env(keys) if hasattr(fake, "jobs") else fake.env())
     env["AZURE_CONFIG_DIR"] = os.devnull
     env["CLOUDSDK_CONFIG"] = os.path.join(tempfile.gettempdir(), "prtg-ai-bench-no-gcloud")
     return env
@@ -130,5 +131,6 @@ def run(repeats: int = 1) -> list[dict]:  # noqa: ARG001 - one day is one measur
         os.environ.clear()
         os.environ.update(saved)
         azure.close()
+        gcp.close()
     return rows
 

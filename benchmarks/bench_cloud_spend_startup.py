@@ -47,4 +47,5 @@ def run(repeats: int = 30) -> list[dict]:
                                       f"interleaved runs; cost requests during them: {during}"})
     finally:
         azure.close()
+        gcp.close()
     return out

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("google.auth")
 
-from fakes.gcp_fake import TOKEN, shared  # noqa: E402
+from fakes.gcp_fake import TOKEN, FakeGcp  # noqa: E402
 from support import channels, check_result  # noqa: E402
 
 from prtg_ai.backends import cloud_http  # noqa: E402
@@ -34,13 +34,15 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def gcp(monkeypatch, tmp_path):
-    fake = shared(json.loads(json.dumps(SCENARIO)))
+    """A local Google Cloud; ADC is a service-account key whose token_uri is the fake's OAuth endpoint."""
+    fake = FakeGcp(json.loads(json.dumps(SCENARIO)))
     for key in [k for k in os.environ if k.startswith(("GOOGLE_", "GCE_", "CLOUDSDK_", "PRTG_AI_GCP"))]:
         monkeypatch.delenv(key)
-    for k, v in fake.env().items():
+    for k, v in fake.env(str(tmp_path)).items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))  # never the host's gcloud login
-    return fake
+    yield fake
+    fake.close()
 
 
 @pytest.fixture
@@ -158,7 +160,8 @@ def test_throttled_query_backs_off(gcp, scan, clock):
 def test_no_credentials_is_an_error_with_a_hint(gcp, scan):
     gcp.metadata_denied = True
     result, doc = scan()
-    assert result.error and "Google Cloud" in doc["prtg"]["text"]
+    assert result.error and "refused to issue a token" in doc["prtg"]["text"]
+    assert "PRIVATE KEY" not in json.dumps(doc) and "invalid_grant" not in json.dumps(doc)
     assert gcp.counts["bigquery:jobs.query"] == 0
 
 
@@ -202,6 +205,7 @@ def test_doctor_line_reports_adc(gcp, monkeypatch, tmp_path):
 
     ok, detail = backend.credential_status()
     assert ok and "Application Default Credentials found" in detail and TOKEN not in detail
+    assert "BEGIN PRIVATE KEY" not in detail
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     ok, detail = backend.credential_status()
     assert not ok

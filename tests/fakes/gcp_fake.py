@@ -3,7 +3,8 @@
 One ``ThreadingHTTPServer`` on 127.0.0.1 (port 0), in the request and response shapes
 of the public references (``tests/testcases/gpu_spend/gcp_billing_export/SOURCE.md``):
 
-* the GCE metadata server (what ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP`` point
+* Google's OAuth token endpoint for a service-account key (ADC, ``token_uri`` in the key file)
+  and the GCE metadata server (what ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP`` point
   google-auth's Application Default Credentials at): ping, service account, token;
 * BigQuery ``jobs.query`` (POST ``/bigquery/v2/projects/{p}/queries``) and
   ``jobs.getQueryResults`` (GET ``.../queries/{jobId}``): a billing export table with
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 from collections import Counter, defaultdict
@@ -79,9 +81,18 @@ class FakeGcp:
         self.server.server_close()
 
 
-    def env(self) -> dict:
-        return {"GCE_METADATA_HOST": self.hostport, "GCE_METADATA_IP": self.hostport,
-                **{f"PRTG_AI_GCP_{k}_ENDPOINT": self.url for k in ("BIGQUERY", "COMPUTE", "TPU", "BILLING", "BUDGETS")}}
+    def env(self, key_dir: str | None = None) -> dict:
+        """Endpoint overrides, and ADC: a service-account key whose ``token_uri`` is this server
+        (with ``key_dir``), else the metadata server (``GCE_METADATA_HOST``, read once per process)."""
+        env = {f"PRTG_AI_GCP_{k}_ENDPOINT": self.url for k in ("BIGQUERY", "COMPUTE", "TPU", "BILLING", "BUDGETS")}
+        if key_dir is None:
+            return dict(env, GCE_METADATA_HOST=self.hostport, GCE_METADATA_IP=self.hostport)
+        path = os.path.join(key_dir, "prtg-ai-sa.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"type": "service_account", "project_id": "ml-prod-1234", "private_key_id": "0123456789abcdef",
+                       "private_key": _private_key_pem(), "client_email": "prtg-ai@ml-prod-1234.iam.gserviceaccount.com",
+                       "client_id": "100000000000000000001", "token_uri": f"{self.url}/token"}, fh)
+        return dict(env, GOOGLE_APPLICATION_CREDENTIALS=path)
 
     # -- plumbing ------------------------------------------------------------------------
     @staticmethod
@@ -100,6 +111,8 @@ class FakeGcp:
     def operation(method: str, path: str) -> str:
         if path == "/" or path.startswith("/computeMetadata/"):
             return "metadata"
+        if path == "/token" and method == "POST":
+            return "oauth:token"
         if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries", path) and method == "POST":
             return "bigquery:jobs.query"
         if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries/[^/]+", path):
@@ -118,8 +131,9 @@ class FakeGcp:
         parts = urlsplit(handler.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length) or b"null") if length else None
+        raw = handler.rfile.read(length) if length else b""
         op = self.operation(method, parts.path)
+        body = json.loads(raw) if raw and op != "oauth:token" else None
         with self.lock:
             self.counts[op] += 1
             self.requests.append({"op": op, "method": method, "path": parts.path, "query": query, "body": body,
@@ -129,6 +143,8 @@ class FakeGcp:
             return self.send(handler, fault[0], fault[2], fault[1])
         if op == "metadata":
             return self.metadata(handler, parts.path)
+        if op == "oauth:token":
+            return self.oauth(handler)
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.send(handler, 401, {"error": {"code": 401, "message": "Request had invalid authentication "
                                                       "credentials.", "status": "UNAUTHENTICATED"}})
@@ -153,6 +169,12 @@ class FakeGcp:
         if start + size < len(items):
             doc["nextPageToken"] = str(start + size)
         return self.send(handler, 200, doc)
+
+    def oauth(self, handler):
+        """Google's OAuth token endpoint for a service account's signed JWT (the body is form-encoded)."""
+        if self.metadata_denied:
+            return self.send(handler, 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+        return self.send(handler, 200, {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"})
 
     def metadata(self, handler, path):
         if path == "/":
@@ -243,17 +265,17 @@ class FakeGcp:
         return self.send(handler, 200, doc)
 
 
-_SHARED: list[FakeGcp] = []
+
+_KEY: list[str] = []
 
 
-def shared(scenario: dict) -> FakeGcp:
-    """The one fake of this process, reset to ``scenario``.
+def _private_key_pem() -> str:
+    """A throw-away RSA key for the fake service account (made once per process; google-auth signs with it)."""
+    if not _KEY:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
 
-    google-auth reads ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP`` once, when its metadata
-    module is imported, so every test in a process must reach the metadata server at the
-    same address: one server, started on first use, lives as long as the process.
-    """
-    if not _SHARED:
-        _SHARED.append(FakeGcp(scenario))
-    _SHARED[0].reset(scenario)
-    return _SHARED[0]
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _KEY.append(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()).decode())
+    return _KEY[0]
