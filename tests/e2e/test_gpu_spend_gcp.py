@@ -1,4 +1,4 @@
-"""``gpu_spend --cloud gcp`` end to end: google-auth (ADC via the metadata server) and requests to a local Google Cloud.
+"""``gpu_spend --cloud gcp`` end to end: google-auth (ADC: a service-account key) and requests to a local Google Cloud.
 
 The fake (``tests/fakes/gcp_fake.py``) evaluates the billing query over a
 partitioned export table and bills the bytes its partition filter keeps; the
