@@ -87,7 +87,7 @@ class _Part:
 
 class GpuSpendSensor(Sensor):
     id = "gpu_spend"
-    title = "Cloud GPU spend (AWS)"
+    title = "Cloud GPU spend (AWS, Azure, Google Cloud)"
     summary = ("GPU spend month to date, yesterday and projected (Cost Explorer, cached), budget use, and "
                "now: running GPU instances, GPUs, burn and idle burn in $/h.")
     interval = 300
