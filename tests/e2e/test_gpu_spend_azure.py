@@ -276,3 +276,11 @@ def test_the_daily_request_cap_stops_refreshes(azure, scan, clock, monkeypatch):
     assert cost_calls(azure) == 3                       # refused before asking
     assert "daily cap of 3 requests" in doc["prtg"]["text"]
     assert channels(result)["GPU Spend Month To Date"] == pytest.approx(7300.0)   # the cache still serves
+
+
+def test_a_next_link_to_another_host_is_not_followed(azure, scan):
+    azure.link_base = "https://attacker.example"
+    result, doc = scan()
+    assert azure.counts["costmanagement:Query"] == 1        # the first page only; nothing else was asked
+    assert "next-page link to another host" in doc["prtg"]["text"]
+    assert "GPU Spend Month To Date" not in channels(result)  # a cut listing is not cached as the month

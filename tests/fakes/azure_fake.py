@@ -50,6 +50,7 @@ class FakeAzure:
         self.vm_page = 3
         self.price_page = 2
         self.msi_fail = False
+        self.link_base = "https://management.azure.com"  # where nextLinks point (ARM's own host)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,7 +157,7 @@ class FakeAzure:
         page = rows[skip:skip + self.page_rows]
         props = {"nextLink": None, "columns": COLUMNS_QUERY, "rows": page}
         if skip + self.page_rows < len(rows):
-            props["nextLink"] = (f"https://management.azure.com{path}?api-version={query.get('api-version')}"
+            props["nextLink"] = (f"{self.link_base}{path}?api-version={query.get('api-version')}"
                                  f"&$skiptoken={skip + self.page_rows}")
         return self.send(handler, 200, {"id": f"{path}/q-0001", "name": "q-0001",
                                         "type": "Microsoft.CostManagement/query", "properties": props},

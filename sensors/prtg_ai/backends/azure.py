@@ -126,12 +126,16 @@ class Azure:
         return doc
 
     def _next(self, link: str | None) -> str | None:
-        """A nextLink, kept only when it points at the same endpoint (the token must not travel)."""
-        if link and link.startswith(self.arm + "/"):
+        """The next page's URL on our endpoint; a nextLink elsewhere is refused (the token must not travel,
+        and a listing cut short must not be cached as complete)."""
+        if not link:
+            return None
+        if link.startswith(self.arm + "/"):
             return link
-        if link and link.startswith(ARM + "/"):
+        if link.startswith(ARM + "/"):
             return self.arm + link[len(ARM):]  # recordings and overrides: same path on our endpoint
-        return None
+        raise CloudError("failed", "Azure answered with a next-page link to another host; it was not followed.",
+                         "Check PRTG_AI_AZURE_ENDPOINT and any proxy between the probe and Azure.")
 
     # -- Cost Management -----------------------------------------------------
     def cost_query(self, scope: str, start: date, end: date, categories: list[str]) -> dict:
