@@ -36,9 +36,10 @@ from prtg_ai.spend_clouds import params as cp
 
 COST_CATEGORIES = ["Virtual Machines"]
 # MeterSubCategory of GPU VM series ("NCads A100 v4 Series", "NDv2 Series", "NVadsA10 v5 Series Windows"...).
-GPU_SERIES = re.compile(r"^N[CDVG]", re.IGNORECASE)
-GPU_SIZE = re.compile(r"^Standard_N[CDVG]", re.IGNORECASE)
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_]{1,80}$")  # sizes and regions that may enter a price filter
+# (Strings, compiled on first use by ``re``'s cache: a cache hit must not pay for them.)
+GPU_SERIES = r"(?i)^N[CDVG]"
+GPU_SIZE = r"(?i)^Standard_N[CDVG]"
+SAFE_NAME = r"^[A-Za-z0-9_]{1,80}\Z"  # sizes and regions that may enter a price filter
 RUNNING = ("running", "starting")
 PRICE_TTL_S = 86400.0
 MAX_ASSESSED = 50   # VMs whose metrics are read per refresh: two Monitor calls each
@@ -81,7 +82,7 @@ def parse_cost_rows(answer: dict) -> tuple[dict[str, dict], date | None, list[st
             raise ValueError(f"Cost Management answered in {str(row[i_cur])[:8]}, not USD")
         newest = day if newest is None or day > newest else newest
         sub = str(row[i_sub]) if i_sub is not None else ""
-        if i_sub is not None and not GPU_SERIES.match(sub):
+        if i_sub is not None and not re.match(GPU_SERIES, sub):
             continue
         usd = float(row[i_cost])
         if usd != usd or usd in (float("inf"), float("-inf")):
@@ -178,14 +179,14 @@ class Provider:
     @staticmethod
     def _config(v) -> dict:
         sub = (v.get("subscription") or "").strip()
-        if not cp.SUBSCRIPTION.match(sub):
+        if not cp.match(cp.SUBSCRIPTION, sub):
             raise ConfigError("subscription", "give the Azure subscription id (a GUID) with --cloud azure"
                               if not sub else "is not a subscription id (a GUID)")
         rg = (v.get("resource_group") or "").strip() or None
-        if rg and not cp.RESOURCE_GROUP.match(rg):
+        if rg and not cp.match(cp.RESOURCE_GROUP, rg):
             raise ConfigError("resource_group", "is not a resource group name")
         mg = (v.get("management_group") or "").strip() or None
-        if mg and not cp.MANAGEMENT_GROUP.match(mg):
+        if mg and not cp.match(cp.MANAGEMENT_GROUP, mg):
             raise ConfigError("management_group", "is not a management group id")
         if rg and mg:
             raise ConfigError("management_group", "give either --resource-group or --management-group")
@@ -262,7 +263,7 @@ class Provider:
         c = self.cfg
         sizes = gpu_sizes()
         vms = [vm for vm in session.virtual_machines(c["subscription"], c["resource_group"])
-               if vm["power"] in RUNNING and GPU_SIZE.match(vm["size"])]
+               if vm["power"] in RUNNING and re.match(GPU_SIZE, vm["size"])]
         prices = self._prices(session, vms, now, notes)
         states: dict[str, str] = {}
         end = datetime.fromtimestamp(now, tz=timezone.utc)
@@ -300,7 +301,7 @@ class Provider:
             asked = 0
             for key in sorted({(vm["location"], vm["size"], vm["spot"]) for vm in vms}):
                 region, size, spot = key
-                if not (SAFE_NAME.match(region) and SAFE_NAME.match(size)):
+                if not (re.match(SAFE_NAME, region) and re.match(SAFE_NAME, size)):
                     continue
                 name = f"{region}|{size}|{'spot' if spot else 'payg'}"
                 entry = prices.get(name)

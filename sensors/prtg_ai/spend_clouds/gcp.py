@@ -40,16 +40,16 @@ TPU_SERVICE = "E000-3F24-B8AA"         # UNCONFIRMED: Cloud TPU's service id in 
 PRICE_TTL_S = 86400.0
 ACCELERATORS_FILE = os.path.join(os.path.dirname(__file__), "gcp_accelerators.csv")
 # Machine types with built-in GPUs: (pattern, accelerator type, GPUs from the name's number or a table).
-_BUILT_IN = (
-    (re.compile(r"^a2-highgpu-(\d+)g$"), "nvidia-tesla-a100"),
-    (re.compile(r"^a2-megagpu-(\d+)g$"), "nvidia-tesla-a100"),
-    (re.compile(r"^a2-ultragpu-(\d+)g$"), "nvidia-a100-80gb"),
-    (re.compile(r"^a3-highgpu-(\d+)g$"), "nvidia-h100-80gb"),
-    (re.compile(r"^a3-megagpu-(\d+)g$"), "nvidia-h100-mega-80gb"),
-    (re.compile(r"^a3-ultragpu-(\d+)g$"), "nvidia-h200-141gb"),
+_BUILT_IN = (  # patterns as strings: compiled on first use (a cache hit never needs them)
+    (r"^a2-highgpu-(\d+)g$", "nvidia-tesla-a100"),
+    (r"^a2-megagpu-(\d+)g$", "nvidia-tesla-a100"),
+    (r"^a2-ultragpu-(\d+)g$", "nvidia-a100-80gb"),
+    (r"^a3-highgpu-(\d+)g$", "nvidia-h100-80gb"),
+    (r"^a3-megagpu-(\d+)g$", "nvidia-h100-mega-80gb"),
+    (r"^a3-ultragpu-(\d+)g$", "nvidia-h200-141gb"),
 )
 _G2_GPUS = {"4": 1, "8": 1, "12": 1, "16": 1, "32": 1, "24": 2, "48": 4, "96": 8}
-_TPU_TYPE = re.compile(r"^(v\d+[a-z]*|v5litepod)-(\d+)$")
+_TPU_TYPE = r"^(v\d+[a-z]*|v5litepod)-(\d+)$"
 
 QUERY = """SELECT FORMAT_DATE('%Y-%m-%d', DATE(usage_start_time)) AS day,
   SUM(IF(REGEXP_CONTAINS(sku.description, @sku_pattern), cost / currency_conversion_rate, 0)) AS gpu_usd,
@@ -78,7 +78,7 @@ def instance_gpus(instance: dict) -> list[tuple[str, int]]:
         return out
     machine = str(instance.get("machineType", "")).rsplit("/", 1)[-1]
     for pattern, kind in _BUILT_IN:
-        m = pattern.match(machine)
+        m = re.match(pattern, machine)
         if m:
             return [(kind, int(m.group(1)))]
     m = re.match(r"^g2-standard-(\d+)$", machine)
@@ -164,7 +164,7 @@ class Provider:
     @staticmethod
     def _config(v) -> dict:
         table = (v.get("billing_table") or "").strip()
-        m = cp.BILLING_TABLE.match(table)
+        m = cp.match(cp.BILLING_TABLE, table)
         if not m:
             raise ConfigError("billing_table", "give the billing export table as PROJECT.DATASET.TABLE with --cloud gcp"
                               if not table else "is not a BigQuery table name PROJECT.DATASET.TABLE")
@@ -172,10 +172,10 @@ class Provider:
         for value in v.get("project") or []:
             projects.extend(x.strip() for x in str(value).split(",") if x.strip())
         for p in projects:
-            if not cp.PROJECT.match(p):
+            if not cp.match(cp.PROJECT, p):
                 raise ConfigError("project", f"{p[:40]!r} is not a Google Cloud project id")
         account = (v.get("billing_account") or "").strip().upper() or None
-        if account and not cp.BILLING_ACCOUNT.match(account):
+        if account and not cp.match(cp.BILLING_ACCOUNT, account):
             raise ConfigError("billing_account", "is not a billing account id XXXXXX-XXXXXX-XXXXXX")
         return {"table": table, "query_project": m.group("project"),
                 "projects": sorted(set(projects)) or [m.group("project")], "billing_account": account,
@@ -257,7 +257,7 @@ class Provider:
             for node in nodes:
                 if str(node.get("state", "")) not in ("READY", "CREATING", "RESTARTING", "REIMAGING", "REPAIRING"):
                     continue
-                m = _TPU_TYPE.match(str(node.get("acceleratorType", "")))
+                m = re.match(_TPU_TYPE, str(node.get("acceleratorType", "")))
                 zone = str(node.get("name", "")).split("/locations/")[-1].split("/")[0]
                 spot = bool((node.get("schedulingConfig") or {}).get("preemptible") or
                             (node.get("schedulingConfig") or {}).get("spot"))

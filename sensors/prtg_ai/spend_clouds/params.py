@@ -13,15 +13,22 @@ from prtg_ai.core.params import Param
 
 CLOUDS = ("aws", "azure", "gcp")
 
+# Patterns as strings, compiled on first use (``re`` caches them): the AWS path and every
+# scan answered from the cache must not pay for compiling them at import.
 # Azure: subscription GUID; resource group / management group names as Azure allows them.
-SUBSCRIPTION = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-RESOURCE_GROUP = re.compile(r"^[-\w.()]{1,90}$")
-MANAGEMENT_GROUP = re.compile(r"^[-\w.()]{1,90}$")
+SUBSCRIPTION = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+RESOURCE_GROUP = r"^[-\w.()]{1,90}$"
+MANAGEMENT_GROUP = r"^[-\w.()]{1,90}$"
 # Google Cloud: project ids, BigQuery dataset and table names, billing account ids.
-PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-BILLING_TABLE = re.compile(r"^(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dataset>[A-Za-z_][A-Za-z0-9_]{0,1023})"
-                           r"\.(?P<table>[A-Za-z_][A-Za-z0-9_]{0,1023})$")
-BILLING_ACCOUNT = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
+PROJECT = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+BILLING_TABLE = (r"^(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dataset>[A-Za-z_][A-Za-z0-9_]{0,1023})"
+                 r"\.(?P<table>[A-Za-z_][A-Za-z0-9_]{0,1023})$")
+BILLING_ACCOUNT = r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$"
+
+
+def match(pattern: str, value: str):
+    """``re.match`` with a ``$``-anchored pattern that also refuses a trailing newline."""
+    return re.match(pattern, value) if "\n" not in value else None
 
 # Environment that picks each cloud's credentials and endpoints: part of the cache identity, so a
 # test endpoint or another identity never reads a real scope's cache (names only; never a secret's value
