@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
 
-BENCHMARKS = ["bench_startup", "bench_spend_startup", "bench_k8s_startup", "bench_probe_cost", "bench_agent", "bench_ce_requests", "bench_checkpoint_scan"]
+BENCHMARKS = ["bench_startup", "bench_spend_startup", "bench_k8s_startup", "bench_probe_cost", "bench_agent",
+              "bench_ce_requests", "bench_checkpoint_scan", "bench_cloud_spend", "bench_cloud_spend_startup"]
 BEGIN = "<!-- BEGIN GENERATED: benchmarks (make bench) -->"
 END = "<!-- END GENERATED: benchmarks -->"
 

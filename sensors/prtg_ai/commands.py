@@ -146,6 +146,7 @@ def doctor(as_json: bool, check_cost_explorer: bool) -> None:
     checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
     if aws_ok:
         checks += aws.permission_status(check_cost_explorer)
+    checks.extend(_cloud_credential_checks())
     checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
     checks += _node_security_checks()
     checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
@@ -214,6 +215,16 @@ def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
         click.echo(f"{folder}: {marked} gpu_host sensor(s) will accept their present GPU count on the next scan")
     if not total:
         raise click.ClickException("no gpu_host state found: nothing to accept (is --state-dir the sensor's folder?)")
+
+
+def _cloud_credential_checks() -> list[tuple[str, bool, str]]:
+    """Azure and Google Cloud credentials for ``gpu_spend --cloud azure|gcp`` (never prints a token)."""
+    from prtg_ai.backends import azure, gcp
+
+    azure_ok, azure_detail = azure.credential_status()
+    gcp_ok, gcp_detail = gcp.credential_status()
+    return [("Azure credentials (gpu_spend --cloud azure)", azure_ok, azure_detail),
+            ("Google Cloud credentials (gpu_spend --cloud gcp)", gcp_ok, gcp_detail)]
 
 
 @cli.command("render")

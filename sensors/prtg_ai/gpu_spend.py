@@ -43,6 +43,7 @@ from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.prtg.model import SensorResult
+from prtg_ai.spend_clouds.params import CLOUD_PARAMS
 
 IDENTITY_TTL_S = 86400.0        # re-check the account behind the credentials daily (free STS call)
 TYPE_TTL_S = 7 * 86400.0        # instance types' GPU counts change only with new types
@@ -87,7 +88,7 @@ class _Part:
 
 class GpuSpendSensor(Sensor):
     id = "gpu_spend"
-    title = "Cloud GPU spend (AWS)"
+    title = "Cloud GPU spend (AWS, Azure, Google Cloud)"
     summary = ("GPU spend month to date, yesterday and projected (Cost Explorer, cached), budget use, and "
                "now: running GPU instances, GPUs, burn and idle burn in $/h.")
     interval = 300
@@ -112,7 +113,7 @@ class GpuSpendSensor(Sensor):
               default=1800.0, minimum=600.0, maximum=86400.0, metavar="DURATION"),
         Param("family", "str", "instance families counted as GPU spend (repeatable or comma-separated; "
               "default: every GPU/accelerator family)", multiple=True, metavar="FAMILY"),
-    )
+    ) + CLOUD_PARAMS  # --cloud azure|gcp and their scope parameters (prtg_ai.spend_clouds)
 
     # -- parameters --------------------------------------------------------------
     def _config(self) -> _Config:
@@ -140,6 +141,9 @@ class GpuSpendSensor(Sensor):
 
     # -- acquire -------------------------------------------------------------------
     def run(self) -> SensorResult:
+        cloud = self.values.get("cloud") or "aws"
+        if cloud != "aws":
+            return _other_cloud(self, cloud)
         cfg = self._config()
         now = self.ctx.now()
         notes: list[str] = []
@@ -533,6 +537,17 @@ class GpuSpendSensor(Sensor):
             result.add(self.channel("budget_used", round(used, 2)))
         if ahead is not None:
             result.add(self.channel("budget_projected", round(ahead, 2)))
+
+
+def _other_cloud(sensor: GpuSpendSensor, cloud: str) -> SensorResult:
+    """Azure and Google Cloud: the same channels from ``prtg_ai.spend_clouds`` (imported only for them)."""
+    from prtg_ai.spend_clouds import engine
+
+    if cloud == "azure":
+        from prtg_ai.spend_clouds.azure import Provider
+    else:
+        from prtg_ai.spend_clouds.gcp import Provider
+    return engine.run(sensor, Provider(sensor))
 
 
 def _split(values) -> list[str]:

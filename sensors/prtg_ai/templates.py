@@ -8,7 +8,9 @@ staleness by a test:
   ``east_west``, ``checkpoint_volume`` and ``node_security``.
 * ``prtgai_gpu_node_ssh_<N>gpu.odt``: the same sensors as SSH Script Advanced,
   running the ``.sh`` wrappers the installer puts in ``/var/prtg/scriptsxml``.
-* ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe.
+* ``prtgai_aws_gpu_account.odt``: ``gpu_spend`` as EXE/Script Advanced on the probe;
+  ``prtgai_azure_gpu_subscription.odt`` and ``prtgai_gcp_gpu_project.odt`` the same with
+  ``--cloud azure`` / ``--cloud gcp`` and a placeholder scope the admin replaces.
 * ``prtgai_k8s_gpu_node.odt``: a Kubernetes GPU node ("Kubernetes GPU node"): ``k8s_gpu``
   and ``gpu_host`` with ``--source dcgm``, both through the agent, reading the node's
   dcgm-exporter (GPU Operator) instead of NVML.
@@ -57,6 +59,9 @@ INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
 # hostNetwork on the exporter); edit per device otherwise. PRTG fills %host, so the value is
 # left unencoded in the query.
 DCGM_EXPORTER_URL = "http://%host:9400/metrics"
+# Placeholders the admin replaces in the device's sensor settings (the sensor's error names the parameter).
+AZURE_SUBSCRIPTION_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+GCP_TABLE_PLACEHOLDER = "my-billing-project.billing_export.gcp_billing_export_v1_XXXXXX_XXXXXX_XXXXXX"
 
 _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                           keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
@@ -122,15 +127,29 @@ def _ssh_template(gpus: int) -> str:
                        priority=1, sensors=sensors)
 
 
-def _aws_template() -> str:
+def _spend_template(name: str, sensor_name: str, params: str) -> str:
     from prtg_ai_installer.layout import EXEXML
     from prtg_ai_installer.wrappers import wrapper_name
 
-    sensors = [{"id": "prtgai_gpu_spend", "kind": EXE_ADVANCED_KIND, "name": "AWS GPU spend",
-                "fields": [("exefile", wrapper_name(EXEXML, "gpu_spend")), ("exeparams", ""),
+    sensors = [{"id": "prtgai_gpu_spend", "kind": EXE_ADVANCED_KIND, "name": sensor_name,
+                "fields": [("exefile", wrapper_name(EXEXML, "gpu_spend")), ("exeparams", params),
                            ("environment", "1"), ("mutexname", "prtgai_gpu_spend"), ("timeout", "120"),
                            *_common("gpu_spend", 3, SPEND_INTERVAL)]}]
-    return _ODT.render(name="prtg-ai AWS GPU account (EXE/Script Advanced)", priority=1, sensors=sensors)
+    return _ODT.render(name=name, priority=1, sensors=sensors)
+
+
+def _aws_template() -> str:
+    return _spend_template("prtg-ai AWS GPU account (EXE/Script Advanced)", "AWS GPU spend", "")
+
+
+def _azure_template() -> str:
+    return _spend_template("prtg-ai Azure GPU subscription (EXE/Script Advanced)", "Azure GPU spend",
+                           f"--cloud azure --subscription {AZURE_SUBSCRIPTION_PLACEHOLDER}")
+
+
+def _gcp_template() -> str:
+    return _spend_template("prtg-ai Google Cloud GPU project (EXE/Script Advanced)", "Google Cloud GPU spend",
+                           f"--cloud gcp --billing-table {GCP_TABLE_PLACEHOLDER}")
 
 
 def _inference_template() -> str:
@@ -182,6 +201,8 @@ def render_templates() -> dict[str, str]:
         files[f"prtgai_gpu_node_http_{n}gpu.odt"] = _http_template(n)
         files[f"prtgai_gpu_node_ssh_{n}gpu.odt"] = _ssh_template(n)
     files["prtgai_aws_gpu_account.odt"] = _aws_template()
+    files["prtgai_azure_gpu_subscription.odt"] = _azure_template()
+    files["prtgai_gcp_gpu_project.odt"] = _gcp_template()
     files["prtgai_inference_server.odt"] = _inference_template()
     files["prtgai_k8s_gpu_node.odt"] = _k8s_template()
     return files

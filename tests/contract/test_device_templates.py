@@ -37,7 +37,7 @@ def creates(path: Path) -> list[ET.Element]:
 
 def test_every_family_and_size_is_committed():
     assert {p.name for p in ODT} == set(render_templates())
-    assert len(ODT) == 2 * len(GPU_COUNTS) + 3
+    assert len(ODT) == 2 * len(GPU_COUNTS) + 5
 
 
 NODE_SETTINGS = {"path", "url"}  # node-specific: given to the agent (--sensor-defaults), never in a template
@@ -99,6 +99,20 @@ def test_aws_template():
     assert data["exefile"] == wrapper_name(EXEXML, "gpu_spend")
     assert int(data["interval"]) == SPEND_INTERVAL == 900
     assert data["tags"] == "prtgai gpu_spend"
+
+
+@pytest.mark.parametrize("file, cloud, scope", [
+    ("prtgai_azure_gpu_subscription.odt", "azure", "--subscription"),
+    ("prtgai_gcp_gpu_project.odt", "gcp", "--billing-table"),
+])
+def test_other_cloud_spend_templates(file, cloud, scope):
+    [item] = creates(REPO / "device_templates" / file)
+    data = {e.tag: (e.text or "") for e in item.find("createdata")}
+    assert item.get("kind") == "exexml" and data["exefile"] == wrapper_name(EXEXML, "gpu_spend")
+    argv = data["exeparams"].split()
+    assert argv[:2] == ["--cloud", cloud] and argv[2] == scope
+    _check_args("gpu_spend", argv)
+    assert int(data["interval"]) == SPEND_INTERVAL
 
 
 def test_inference_template_polls_the_agent_with_baselines():

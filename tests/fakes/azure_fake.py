@@ -1,0 +1,239 @@
+"""A local Azure for ``gpu_spend --cloud azure``: ARM, the App Service managed-identity endpoint, Retail Prices.
+
+One ``ThreadingHTTPServer`` on 127.0.0.1 (port 0) answers, in the request and
+response shapes of the public API references (see
+``tests/testcases/gpu_spend/azure_nseries/SOURCE.md``):
+
+* ``GET /msi/token`` (App Service managed identity, what ``IDENTITY_ENDPOINT`` points
+  azure-identity at): ``{"access_token", "expires_on", "resource", "token_type"}``;
+* Cost Management ``POST {scope}/providers/Microsoft.CostManagement/query`` and
+  ``.../forecast``: ``{"properties": {"nextLink", "columns", "rows"}}``, paged by
+  ``$skiptoken`` (the client POSTs the same body to ``nextLink``); the query honours
+  the body's time period and MeterCategory filter;
+* Consumption ``GET {scope}/providers/Microsoft.Consumption/budgets``;
+* Compute ``GET /subscriptions/{id}/providers/Microsoft.Compute/virtualMachines?statusOnly=true``
+  (paged by ``nextLink``);
+* Monitor ``GET {vm}/providers/Microsoft.Insights/metrics``;
+* Retail Prices ``GET /api/retail/prices?$filter=...`` (``Items``, ``NextPageLink``).
+
+ARM routes demand the bearer token the identity endpoint issued (401
+``InvalidAuthenticationToken`` otherwise); Retail Prices records whether a token was
+sent (it must not be). Faults are queued per operation: ``(status, headers, body)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+TOKEN = "fake-arm-token-7f3e"
+COLUMNS_QUERY = [{"name": "Cost", "type": "Number"}, {"name": "UsageDate", "type": "Number"},
+                 {"name": "MeterSubCategory", "type": "String"}, {"name": "Currency", "type": "String"}]
+COLUMNS_FORECAST = [{"name": "Cost", "type": "Number"}, {"name": "UsageDate", "type": "Number"},
+                    {"name": "CostStatus", "type": "String"}, {"name": "Currency", "type": "String"}]
+
+
+class FakeAzure:
+    def __init__(self, scenario: dict):
+        self.scenario = scenario
+        self.counts: Counter = Counter()
+        self.faults: dict[str, list] = defaultdict(list)
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.page_rows = 50
+        self.vm_page = 3
+        self.price_page = 2
+        self.msi_fail = False
+        self.link_base = "https://management.azure.com"  # where nextLinks point (ARM's own host)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake.handle(self, "GET")
+
+            def do_POST(self):
+                fake.handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def env(self) -> dict:
+        return {"IDENTITY_ENDPOINT": f"{self.url}/msi/token", "IDENTITY_HEADER": "fake-identity-header",
+                "PRTG_AI_AZURE_ENDPOINT": self.url, "PRTG_AI_AZURE_PRICES_ENDPOINT": self.url}
+
+    # -- plumbing ------------------------------------------------------------------
+    @staticmethod
+    def send(handler, status: int, doc, headers: dict | None = None):
+        data = json.dumps(doc).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    @staticmethod
+    def operation(method: str, path: str) -> str:
+        p = path.lower()
+        if p.startswith("/msi/token"):
+            return "msi"
+        if p.endswith("/providers/microsoft.costmanagement/query"):
+            return "costmanagement:Query"
+        if p.endswith("/providers/microsoft.costmanagement/forecast"):
+            return "costmanagement:Forecast"
+        if p.endswith("/providers/microsoft.consumption/budgets"):
+            return "consumption:Budgets"
+        if p.endswith("/providers/microsoft.compute/virtualmachines"):
+            return "compute:VirtualMachinesListAll"
+        if p.endswith("/providers/microsoft.insights/metrics"):
+            return "monitor:MetricsList"
+        if p.startswith("/api/retail/prices"):
+            return "prices:RetailPrices"
+        return f"?:{method} {path}"
+
+    def handle(self, handler, method: str):
+        parts = urlsplit(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length) or b"null") if length else None
+        op = self.operation(method, parts.path)
+        with self.lock:
+            self.counts[op] += 1
+            self.requests.append({"op": op, "method": method, "path": parts.path, "query": query, "body": body,
+                                  "auth": handler.headers.get("Authorization")})
+            fault = self.faults[op].pop(0) if self.faults.get(op) else None
+        if fault:
+            return self.send(handler, fault[0], fault[2], fault[1])
+        if op == "msi":
+            if self.msi_fail or handler.headers.get("X-IDENTITY-HEADER") != "fake-identity-header":
+                return self.send(handler, 400, {"error": "invalid_request",
+                                                "error_description": "Identity not found"})
+            return self.send(handler, 200, {"access_token": TOKEN, "expires_on": str(int(time.time()) + 3600),
+                                            "resource": query.get("resource", ""), "token_type": "Bearer"})
+        if op.startswith("prices:"):
+            return self.prices(handler, query)
+        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self.send(handler, 401, {"error": {"code": "InvalidAuthenticationToken",
+                                                      "message": "The access token is invalid."}})
+        if op == "costmanagement:Query":
+            return self.cost_query(handler, parts.path, query, body)
+        if op == "costmanagement:Forecast":
+            return self.forecast(handler, body)
+        if op == "consumption:Budgets":
+            return self.send(handler, 200, {"value": self.scenario.get("budgets", [])})
+        if op == "compute:VirtualMachinesListAll":
+            return self.vms(handler, parts.path, query)
+        if op == "monitor:MetricsList":
+            return self.metrics(handler, parts.path, query)
+        return self.send(handler, 404, {"error": {"code": "NotFound", "message": "no such route"}})
+
+    # -- Cost Management ------------------------------------------------------------------
+    def cost_query(self, handler, path, query, body):
+        period = body["timePeriod"]
+        start, end = period["from"][:10], period["to"][:10]
+        cats = body["dataset"]["filter"]["dimensions"]["values"]
+        rows = [[r["cost"], int(r["day"].replace("-", "")), r["sub"], r.get("currency", "USD")]
+                for r in self.scenario["costs"] if start <= r["day"] <= end and r["category"] in cats]
+        skip = int(query.get("$skiptoken", "0") or 0)
+        page = rows[skip:skip + self.page_rows]
+        props = {"nextLink": None, "columns": COLUMNS_QUERY, "rows": page}
+        if skip + self.page_rows < len(rows):
+            props["nextLink"] = (f"{self.link_base}{path}?api-version={query.get('api-version')}"
+                                 f"&$skiptoken={skip + self.page_rows}")
+        return self.send(handler, 200, {"id": f"{path}/q-0001", "name": "q-0001",
+                                        "type": "Microsoft.CostManagement/query", "properties": props},
+                         {"x-ms-ratelimit-microsoft.costmanagement-qpu-remaining":
+                          "QueriesPerHour:597,QueriesPerMin:57,QueriesPer10Sec:9"})
+
+    def forecast(self, handler, body):
+        per_day = self.scenario.get("forecast_per_day")
+        start = date.fromisoformat(body["timePeriod"]["from"][:10])
+        end = date.fromisoformat(body["timePeriod"]["to"][:10])
+        rows = []
+        day = start
+        while per_day is not None and day <= end:
+            rows.append([per_day, int(day.strftime("%Y%m%d")), "Forecast", "USD"])
+            day += timedelta(days=1)
+        return self.send(handler, 200, {"id": "forecast-0001", "name": "forecast-0001",
+                                        "type": "Microsoft.CostManagement/query",
+                                        "properties": {"nextLink": None, "columns": COLUMNS_FORECAST, "rows": rows}})
+
+    # -- Compute, Monitor ------------------------------------------------------------------
+    def vms(self, handler, path, query):
+        assert query.get("statusOnly") == "true"
+        docs = []
+        for vm in self.scenario["vms"]:
+            rid = f"/subscriptions/{self.scenario['subscription']}/resourceGroups/{vm['rg']}/providers/" \
+                  f"Microsoft.Compute/virtualMachines/{vm['name']}"
+            props = {"hardwareProfile": {"vmSize": vm["size"]}, "provisioningState": "Succeeded",
+                     "instanceView": {"statuses": [
+                         {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                         {"code": f"PowerState/{vm['power']}", "level": "Info",
+                          "displayStatus": f"VM {vm['power']}"}]}}
+            if vm.get("spot"):
+                props.update({"priority": "Spot", "evictionPolicy": "Deallocate"})
+            docs.append({"name": vm["name"], "id": rid, "type": "Microsoft.Compute/virtualMachines",
+                         "location": vm["location"], "properties": props})
+        skip = int(query.get("$skiptoken", "0") or 0)
+        page = {"value": docs[skip:skip + self.vm_page]}
+        if skip + self.vm_page < len(docs):
+            page["nextLink"] = (f"https://management.azure.com{path}?api-version={query.get('api-version')}"
+                                f"&statusOnly=true&$skiptoken={skip + self.vm_page}")
+        return self.send(handler, 200, page)
+
+    def metrics(self, handler, path, query):
+        name = re.search(r"/virtualMachines/([^/]+)/providers", path).group(1)
+        vm = next(v for v in self.scenario["vms"] if v["name"] == name)
+        metric = query.get("metricnames")
+        if query.get("metricnamespace"):
+            if vm.get("gpu") is None:
+                return self.send(handler, 400, {"code": "BadRequest", "message": "Failed to find metric "
+                                                "configuration for provider: Microsoft.Compute"})
+            value = vm["gpu"]
+        else:
+            value = vm.get("cpu")
+        start, end = query["timespan"].split("/")
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        points = [{"timeStamp": (t0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   **({"average": value} if value is not None else {})} for i in range(6)]
+        return self.send(handler, 200, {
+            "cost": 0, "timespan": query["timespan"], "interval": "PT5M", "namespace": "Microsoft.Compute/virtualMachines",
+            "resourceregion": vm["location"],
+            "value": [{"id": f"{path}/{metric}", "type": "Microsoft.Insights/metrics",
+                       "name": {"value": metric, "localizedValue": metric}, "unit": "Percent",
+                       "timeseries": [{"metadatavalues": [], "data": points}], "errorCode": "Success"}]})
+
+    # -- Retail Prices ---------------------------------------------------------------------
+    def prices(self, handler, query):
+        flt = query.get("$filter", "")
+        sku = re.search(r"armSkuName eq '([^']+)'", flt).group(1)
+        region = re.search(r"armRegionName eq '([^']+)'", flt).group(1)
+        items = [dict(item, armSkuName=sku, armRegionName=region) for item in
+                 self.scenario["prices"].get(f"{region}|{sku}", [])]
+        skip = int(query.get("$skip", "0") or 0)
+        page = {"BillingCurrency": "USD", "CustomerEntityId": "Default", "CustomerEntityType": "Retail",
+                "Items": items[skip:skip + self.price_page], "NextPageLink": None, "Count": 0}
+        page["Count"] = len(page["Items"])
+        if skip + self.price_page < len(items):
+            page["NextPageLink"] = (f"https://prices.azure.com/api/retail/prices?api-version=2023-01-01-preview"
+                                    f"&$filter={flt}&$skip={skip + self.price_page}")
+        return self.send(handler, 200, page)

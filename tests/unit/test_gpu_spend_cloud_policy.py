@@ -1,0 +1,135 @@
+"""Least privilege for Azure and Google Cloud: the shipped roles grant exactly what the backends call.
+
+Like ``test_gpu_spend_policy.py`` for AWS, this reads the backends' source, so a new
+call cannot be added without its RBAC action / IAM permission and the role file.
+The e2e tests check the same at run time. Also: parameters, retry headers, and that
+a scan answered from the cache imports no cloud library.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prtg_ai.backends import azure, cloud_http, gcp
+
+REPO = Path(__file__).resolve().parents[2]
+FORWARDERS = {"_arm", "_get", "_listed", "call"}
+
+
+def _called(module_path: Path) -> set[tuple[str, str]]:
+    tree = ast.parse(module_path.read_text(encoding="utf-8"))
+    forwarding = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef) and fn.name in FORWARDERS:
+            forwarding |= {id(n) for n in ast.walk(fn)}
+    found = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in FORWARDERS) or id(node) in forwarding:
+            continue
+        service, op = node.args[0], node.args[1]
+        assert isinstance(service, ast.Constant) and isinstance(op, ast.Constant), ast.dump(node)
+        found.add((service.value, op.value))
+    return found
+
+
+def test_azure_calls_are_exactly_the_mapped_operations():
+    assert _called(REPO / "sensors/prtg_ai/backends/azure.py") == set(azure.RBAC_ACTIONS)
+
+
+def test_gcp_calls_are_exactly_the_mapped_operations():
+    assert _called(REPO / "sensors/prtg_ai/backends/gcp.py") == set(gcp.IAM_PERMISSIONS)
+
+
+def test_azure_role_grants_exactly_the_needed_actions():
+    role = json.loads((REPO / azure.ROLE_FILE).read_text(encoding="utf-8"))["properties"]
+    assert len(role["permissions"]) == 1
+    perm = role["permissions"][0]
+    assert perm["notActions"] == [] and perm["dataActions"] == [] and perm["notDataActions"] == []
+    granted = perm["actions"]
+    assert len(granted) == len(set(granted)) and not any("*" in a for a in granted)
+    assert set(granted) == {a for a in azure.RBAC_ACTIONS.values() if a}
+    assert all(a.endswith("/read") for a in granted)  # a reader: nothing that writes or acts
+
+
+def test_gcp_role_grants_exactly_the_needed_permissions():
+    role = yaml.safe_load((REPO / gcp.ROLE_FILE).read_text(encoding="utf-8"))
+    granted = role["includedPermissions"]
+    assert len(granted) == len(set(granted)) and not any("*" in p for p in granted)
+    assert set(granted) == {p for perms in gcp.IAM_PERMISSIONS.values() for p in perms}
+    assert not any(p.endswith((".create", ".delete", ".update", ".setIamPolicy")) and p != "bigquery.jobs.create"
+                   for p in granted)
+
+
+@pytest.mark.parametrize("headers, wait", [
+    ({"x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "1800", "Retry-After": "60"}, 1800.0),
+    ({"x-ms-ratelimit-microsoft.costmanagement-tenant-retry-after": "45"}, 45.0),
+    ({"Retry-After": "7"}, 7.0),
+    ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
+    ({"x-ms-ratelimit-remaining-microsoft.costmanagement-entity-requests": "DefaultQuota:7"}, None),
+    ({"Retry-After": "9999999"}, cloud_http.MAX_RETRY_AFTER_S),
+])
+def test_retry_headers(headers, wait):
+    assert cloud_http.retry_after_s(headers) == wait
+
+
+@pytest.mark.parametrize("status, kind", [(401, "credentials"), (403, "denied"), (429, "throttled"),
+                                          (404, "denied"), (500, "failed"), (503, "failed"), (400, "failed")])
+def test_http_statuses_are_classified(status, kind):
+    http = cloud_http.Http("Azure", azure.RBAC_ACTIONS, azure.ROLE_FILE, {})
+    err = http.translate("costmanagement", "Query", status, {"error": {"code": "X", "message": "m"}}, {})
+    assert err.kind == kind
+    assert err.transient == (kind in ("throttled", "failed"))
+
+
+def test_a_cache_hit_imports_no_cloud_library(tmp_path):
+    """Seed fresh caches by hand, then a scan in a new interpreter must not import requests, azure or google."""
+    # The seeding goes through the sensor module's own cache identities: build them in-process here.
+    import time
+
+    from prtg_ai import spend_model as sm
+    from prtg_ai.ce_cache import SharedCache
+    from prtg_ai.core.context import Context
+    from prtg_ai.spend_clouds import azure as az
+    from prtg_ai.spend_clouds import gcp as gc
+
+    now = time.time()
+    env = {}
+
+    class Fake:  # just what a Provider reads
+        def __init__(self, values):
+            self.ctx = Context(state_dir=tmp_path, env=env)
+            self.values = values
+
+    base = {"ce_refresh_hours": 6.0, "live_refresh": 300.0, "idle_gpu_percent": 5.0, "idle_cpu_percent": 10.0,
+            "idle_window": 1800.0, "max_billed_gb": 1.0}
+    providers = [az.Provider(Fake(dict(base, subscription="00000000-1111-2222-3333-444444444444"))),
+                 gc.Provider(Fake(dict(base, billing_table="ml-prod-1234.billing.export")))]
+    day = sm.utc_day(now).isoformat()
+    for p in providers:
+        for ident, data in ((p.cost_identity(), {"fetched_at": now, "daily": {day: {"usd": 5.0, "estimated": False}},
+                                                 "through": day}),
+                            (p.live_identity(), {"fetched_at": now, "burn": sm.Burn(instances=1, gpus=1.0).to_json()})):
+            with SharedCache(tmp_path, ident).session() as state:
+                state.data.update(data)
+    probe = (
+        "import sys\n"
+        "from prtg_ai.core.context import Context\n"
+        "from prtg_ai.core.runtime import run_sensor\n"
+        f"ctx = Context(state_dir={str(tmp_path)!r}, env={{}})\n"
+        "for args in (['--cloud','azure','--subscription','00000000-1111-2222-3333-444444444444'],"
+        " ['--cloud','gcp','--billing-table','ml-prod-1234.billing.export']):\n"
+        "    r = run_sensor('gpu_spend', args, ctx)\n"
+        "    assert not r.error, r.message()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'requests','azure','google','msal','urllib3','boto3'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
