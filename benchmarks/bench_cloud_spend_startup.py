@@ -10,7 +10,6 @@ runs (must be 0).
 from __future__ import annotations
 
 import compileall
-import os
 import subprocess
 import sys
 import tempfile

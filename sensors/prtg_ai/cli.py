@@ -27,42 +27,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _split_runtime(args: list[str]) -> tuple[list[str], str | None, str | None]:
-    """Take ``--deadline VALUE`` (a runtime option of every sensor) out of ``args``."""
-    rest, deadline, problem = [], None, None
+def _take_option(args: list[str], option: str, example: str) -> tuple[str | None, list[str], str | None]:
+    """Take ``OPTION VALUE`` / ``OPTION=VALUE`` (the last one wins) out of ``args``: (value, rest, problem)."""
+    value, rest, problem = None, [], None
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--deadline":
+        if arg == option:
             if i + 1 < len(args):
-                deadline = args[i + 1]
+                value = args[i + 1]
                 i += 2
                 continue
-            problem = "--deadline needs a value, e.g. 30s"
-        elif arg.startswith("--deadline="):
-            deadline = arg.split("=", 1)[1]
+            problem = f"{option} needs a value, e.g. {example}"
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
         else:
             rest.append(arg)
         i += 1
-    return rest, deadline, problem
+    return value, rest, problem
 
 
 def _split_format(args: list[str]) -> tuple[str, list[str], str | None]:
-    fmt, rest, problem = "prtg", [], None
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--format":
-            if i + 1 < len(args):
-                fmt = args[i + 1]
-                i += 2
-                continue
-            problem = "--format needs a value (prtg, v2 or table)"
-        elif arg.startswith("--format="):
-            fmt = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        i += 1
+    fmt, rest, problem = _take_option(args, "--format", "prtg, v2 or table")
+    fmt = "prtg" if fmt is None else fmt
     if fmt not in ("prtg", "v2", "table") and problem is None:
         problem = f"--format {fmt!r} is not one of prtg, v2, table"
         fmt = "prtg"
@@ -85,7 +72,8 @@ def run_command(args: list[str]) -> int:
         from prtg_ai.prtg.model import SensorResult
 
         fmt, rest, problem = _split_format(args)
-        rest, raw_deadline, deadline_problem = _split_runtime(rest)
+        # --deadline is a runtime option of every sensor, taken out before the sensor's own.
+        raw_deadline, rest, deadline_problem = _take_option(rest, "--deadline", "30s")
         ctx = Context()
         problem = problem or deadline_problem
         seconds = deadline.DEFAULT_S

@@ -29,7 +29,7 @@ from prtg_ai import gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.gpu import MAX_CHANNELS, collect_xids, held_codes, is_held, margin, permission_note, top_holders
+from prtg_ai.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note, top_holders
 from prtg_ai.gpu_health import (
     BIT_SW_POWER_CAP, HEALTH_LOST, IDLE_HELD, THR_POWER_CAP_SUSTAINED, health, idle_held_step, throttle_state,
     worst_xid, worst_xid_code,

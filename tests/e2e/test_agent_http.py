@@ -6,11 +6,8 @@ would read is checked with the validator of PRTG's rules.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -313,17 +310,6 @@ def test_serve_refuses_all_interfaces_without_auth(tmp_path):
     short = subprocess.run([sys.executable, "-m", "prtg_ai.cli", "serve", "--listen", "127.0.0.1:0",
                             "--token", "abc"], capture_output=True, text=True, env=env, timeout=30)
     assert short.returncode == 1 and "at least 8 characters" in short.stderr
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    return cert, key
 
 
 def test_tls_serving(agent, certificate):

@@ -4,7 +4,6 @@ CAP_SYSLOG, and moto's server over HTTP for the AWS identity and permission chec
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

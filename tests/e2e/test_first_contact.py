@@ -17,7 +17,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -48,7 +47,7 @@ def wait_health(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> Non
     raise AssertionError("agent did not start")
 
 
-def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path):
+def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path, certificate):
     # 1. An empty PRTG core tree and the agents' token file.
     prtg = tmp_path / "PRTG Network Monitor"
     prtg.mkdir()
@@ -84,7 +83,7 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path):
     page = (TESTCASES / "inference" / "vllm" / "metrics.1.prom").read_text()
     dcgm_page = (TESTCASES / "dcgm" / "l4_kops" / "metrics.txt").read_text()
     cluster = json.loads((TESTCASES / "k8s_gpu" / "cluster.json").read_text())
-    cert, key = _certificate(tmp_path)
+    cert, key = certificate
     sa = tmp_path / "serviceaccount"
     sa.mkdir()
     (sa / "token").write_text("sa-token-first-contact")
@@ -161,11 +160,3 @@ def test_a_template_sensor_without_its_node_setting_names_the_line_to_add(tmp_pa
         agent.terminate()
         agent.communicate(timeout=20)
 
-
-def _certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: the API server's, trusted through the pod's ca.crt."""
-    cert, key = tmp_path / "api-cert.pem", tmp_path / "api-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    return cert, key

@@ -8,8 +8,6 @@ is the fake Kubernetes server over HTTPS, reached with the in-cluster defaults.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
 
@@ -38,17 +36,6 @@ def test_pod_uid_from_cgroup_layouts(tmp_path, text, uid):
     (tmp_path / "4242" / "cgroup").write_text(text)
     assert k8s_pods.pod_uid(tmp_path, 4242) == uid
     assert k8s_pods.pod_uid(tmp_path, 999) is None  # gone
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    return cert, key
 
 
 def _proc(tmp_path, pid: int):

@@ -15,8 +15,6 @@ these expectations computed by hand:
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
 
@@ -142,17 +140,6 @@ def test_the_pod_token_goes_only_to_the_pods_own_api_server(api, sensor_run, mak
     res = sensor_run("k8s_gpu", ["--api-url", api.url], make_ctx(env=env))
     assert res.error and "Parameter --token-file" in res.text
     assert api.requests == []  # nothing was sent anywhere
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    return cert, key
 
 
 def test_in_cluster_defaults_over_tls(certificate, sensor_run, make_ctx, tmp_path):

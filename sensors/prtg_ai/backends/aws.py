@@ -62,12 +62,9 @@ IAM_ACTIONS: dict[tuple[str, str], str | None] = {
 # the fleet reads it shares with gpu_spend, plus StopInstances (conditioned on the opt-in tag there).
 ACT_POLICY_FILE = "installer/assets/iam/prtg-ai-stop-idle-gpus-policy.json"
 ACT_IAM_ACTIONS: dict[tuple[str, str], str | None] = {
-    ("ec2", "DescribeInstances"): "ec2:DescribeInstances",
-    ("ec2", "DescribeInstanceTypes"): "ec2:DescribeInstanceTypes",
-    ("ec2", "DescribeSpotPriceHistory"): "ec2:DescribeSpotPriceHistory",
-    ("pricing", "GetProducts"): "pricing:GetProducts",
-    ("cloudwatch", "ListMetrics"): "cloudwatch:ListMetrics",
-    ("cloudwatch", "GetMetricData"): "cloudwatch:GetMetricData",
+    **{call: IAM_ACTIONS[call] for call in (
+        ("ec2", "DescribeInstances"), ("ec2", "DescribeInstanceTypes"), ("ec2", "DescribeSpotPriceHistory"),
+        ("pricing", "GetProducts"), ("cloudwatch", "ListMetrics"), ("cloudwatch", "GetMetricData"))},
     ("ec2", "StopInstances"): "ec2:StopInstances",
 }
 # Every (service, operation) this process called: tests check it against IAM_ACTIONS and the policy.

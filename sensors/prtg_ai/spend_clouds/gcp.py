@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, timedelta
+from datetime import date
 
 from prtg_ai import spend_model as sm
 from prtg_ai.ce_cache import SharedCache
