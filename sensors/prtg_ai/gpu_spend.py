@@ -52,8 +52,9 @@ CE_BACKOFF_S = 900.0            # first retry of a failed CE refresh after 15 mi
 LIVE_BACKOFF_MAX_S = 1800.0
 MAX_CATALOG_ENTRIES = 400
 METRIC_PERIOD_S = 300           # CPUUtilization basic monitoring is 5-minutely
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-_FAMILY = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+# Patterns as strings: ``re`` compiles (and caches) them only when a region or family is given.
+_REGION = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}\Z"
+_FAMILY = r"^[a-z][a-z0-9-]{0,20}\Z"
 MAX_CLIENT_REGIONS = 8
 _SOURCE_TEXT = {sm.PROJECTION_FORECAST: "Cost Explorer forecast",
                 sm.PROJECTION_DAILY: "sensor projection from the daily average",
@@ -120,12 +121,13 @@ class GpuSpendSensor(Sensor):
         v = self.values
         regions = _split(v.get("region"))
         for r in regions:
-            if not _REGION.match(r):
+            if not re.match(_REGION, r):
                 raise ConfigError("region", f"{r!r} is not an AWS region name such as us-east-1")
-        families = _split(v.get("family")) or list(sm.GPU_FAMILIES)
+        given = _split(v.get("family"))
+        families = given or list(sm.GPU_FAMILIES)
         client = self.ctx.policy is not None
-        for f in families:
-            if not _FAMILY.match(f) or (client and f not in sm.GPU_FAMILIES):
+        for f in given:  # the default families are ours: only what was given is checked
+            if not re.match(_FAMILY, f) or (client and f not in sm.GPU_FAMILIES):
                 # Through the agent only the known GPU families: each other value would be a new cost query.
                 raise ConfigError("family", f"{f[:30]!r} is not a GPU instance family such as p5 or g6e")
         if client and len(regions) > MAX_CLIENT_REGIONS:

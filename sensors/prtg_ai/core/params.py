@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 
 from prtg_ai.core.errors import ConfigError
@@ -200,6 +199,8 @@ def python_script_json(document: str, declared: Sequence[Param]) -> dict[str, li
     extra = data.get("params")
     if isinstance(extra, str) and extra.strip():
         try:
+            import shlex  # only for the rare Python Script Advanced 'params' string
+
             words = shlex.split(extra, posix=True)
         except ValueError as exc:
             raise ConfigError(None, f"Additional parameters do not parse: {exc}") from None
