@@ -121,35 +121,46 @@ def tree_size_at(dir_fd: int, name: str, budget_s: float, max_entries: int = 200
     from prtg_ai.backends.confined import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
 
     flags = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-    started = monotonic()
-    total, seen = 0, 0
     try:
         stack = [os.open(name, flags, dir_fd=dir_fd)]
     except OSError:
         return 0, True
     try:
-        while stack:
-            fd = stack.pop()
-            try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        seen += 1
-                        if seen > max_entries or (seen % 256 == 0 and monotonic() - started > budget_s):
-                            return total, False
-                        try:
-                            if entry.is_dir(follow_symlinks=False):
-                                stack.append(os.open(entry.name, flags, dir_fd=fd))
-                            elif entry.is_file(follow_symlinks=False):
-                                total += entry.stat(follow_symlinks=False).st_size
-                        except OSError:
-                            continue
-            except OSError:
-                pass  # a shard folder pruned mid-walk
-            finally:
-                os.close(fd)
+        return _sum_tree(stack, lambda fd, entry: os.open(entry.name, flags, dir_fd=fd), os.close,
+                         budget_s, max_entries, monotonic)
     finally:
-        for fd in stack:
+        for fd in stack:  # what an early stop left open
             os.close(fd)
+
+
+def _sum_tree(stack: list, child: Callable, release: Callable, budget_s: float, max_entries: int,
+              monotonic: Callable[[], float]) -> tuple[int, bool]:
+    """Sum file sizes below the folders on ``stack`` (paths, or descriptors ``release`` closes).
+
+    ``child(folder, entry)`` gives the sub-folder to push. Bounded in time and entries;
+    returns ``(bytes, complete)``. Symlinks are never followed.
+    """
+    started = monotonic()
+    total, seen = 0, 0
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    seen += 1
+                    if seen > max_entries or (seen % 256 == 0 and monotonic() - started > budget_s):
+                        return total, False
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(child(folder, entry))
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            pass  # a shard folder pruned mid-walk
+        finally:
+            release(folder)
     return total, True
 
 
@@ -217,29 +228,11 @@ def tree_size(path: Path, budget_s: float, max_entries: int = 200_000,
               monotonic: Callable[[], float] = time.monotonic) -> tuple[int, bool]:
     """Sum the file sizes under ``path`` (one checkpoint), bounded in time and entries.
 
-    Returns ``(bytes, complete)``.
+    Returns ``(bytes, complete)``. By paths (Windows has no ``dir_fd``); an agent
+    client's folder goes through ``tree_size_at`` instead.
     """
-    started = monotonic()
-    total, seen = 0, 0
-    stack = [path]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                for entry in it:
-                    seen += 1
-                    if seen > max_entries or (seen % 256 == 0 and monotonic() - started > budget_s):
-                        return total, False
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                        elif entry.is_file(follow_symlinks=False):
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue  # a shard folder pruned mid-walk
-    return total, True
+    return _sum_tree([path], lambda _folder, entry: Path(entry.path), lambda _folder: None,
+                     budget_s, max_entries, monotonic)
 
 
 def _as_sensor_error(path: Path, exc: OSError) -> SensorError:
