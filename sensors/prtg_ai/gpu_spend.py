@@ -425,15 +425,7 @@ class GpuSpendSensor(Sensor):
 
     # -- evaluate and summarise ------------------------------------------------------
     def _build(self, cfg: _Config, now: float, live: _Part, cost: _Part, notes: list[str]) -> SensorResult:
-        for part in (live, cost):
-            if part.error is not None and _kind(part.error) in ("denied", "credentials"):
-                raise SensorError(_text(part.error))
-        has_live = bool(live.data and live.data.get("fetched_at") is not None and "burn" in live.data)
-        has_cost = bool(cost.data and cost.data.get("fetched_at") is not None)
-        if not has_live and not has_cost:
-            texts = [_text(p.error) for p in (live, cost) if p.error is not None]
-            raise SensorError(" ".join(dict.fromkeys(texts)) or "No AWS data yet.",
-                              "" if texts else "The first refresh has not completed; check the log.")
+        has_live, has_cost = usable_parts(live, cost, "AWS")
         result = SensorResult()
         burn = self._live_channels(result, live, now) if has_live else None
         self._auto_stop_channels(result, now)
@@ -454,11 +446,11 @@ class GpuSpendSensor(Sensor):
             if has:
                 fetched = float(part.data["fetched_at"])
                 retry = _retry_hint(part.data, cfg, now, name == "Cost Explorer data")
-                result.note(f"{_text(part.error)} Serving {name.lower()} fetched "
+                result.note(f"{error_text(part.error)} Serving {name.lower()} fetched "
                             f"{_age_words(ce_cache.age_s(fetched, now))} ago{retry}")
             else:
                 result.warning = True
-                result.note(f"{name} unavailable: {_text(part.error)}")
+                result.note(f"{name} unavailable: {error_text(part.error)}")
         for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
             result.note(note)
         return result
@@ -571,11 +563,29 @@ def _trim(entries: dict) -> None:
             del entries[key]
 
 
+def usable_parts(live, cost, cloud: str) -> tuple[bool, bool]:
+    """(live data present, cost data present); raises when access is denied or there is no data at all.
+
+    Shared by every cloud (``spend_clouds.engine``): a denial or missing credentials is the
+    answer whatever the cache holds; stale data is served with its age.
+    """
+    for part in (live, cost):
+        if part.error is not None and _kind(part.error) in ("denied", "credentials"):
+            raise SensorError(error_text(part.error))
+    has_live = bool(live.data and live.data.get("fetched_at") is not None and "burn" in live.data)
+    has_cost = bool(cost.data and cost.data.get("fetched_at") is not None)
+    if not has_live and not has_cost:
+        texts = [error_text(p.error) for p in (live, cost) if p.error is not None]
+        raise SensorError(" ".join(dict.fromkeys(texts)) or f"No {cloud} data yet.",
+                          "" if texts else "The first refresh has not completed; check the log.")
+    return has_live, has_cost
+
+
 def _kind(error) -> str:
     return error.get("kind", "failed") if isinstance(error, dict) else getattr(error, "kind", "failed")
 
 
-def _text(error) -> str:
+def error_text(error) -> str:
     return str(error.get("text", "")) if isinstance(error, dict) else error.message()
 
 

@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from prtg_ai import ce_cache
 from prtg_ai import spend_model as sm
 from prtg_ai.ce_cache import SharedCache
-from prtg_ai.core.errors import SensorError
+from prtg_ai.gpu_spend import error_text, usable_parts
 from prtg_ai.prtg.model import SensorResult
 
 COST_BACKOFF_S = 900.0
@@ -170,24 +170,8 @@ def _refresh_cost(sensor, provider, session, cache: SharedCache, now: float, not
 
 
 # -- channels -----------------------------------------------------------------------
-def _kind(error) -> str:
-    return error.get("kind", "failed") if isinstance(error, dict) else getattr(error, "kind", "failed")
-
-
-def _text(error) -> str:
-    return str(error.get("text", "")) if isinstance(error, dict) else error.message()
-
-
 def _build(sensor, provider, now: float, live: Part, cost: Part, notes: list[str]) -> SensorResult:
-    for part in (live, cost):
-        if part.error is not None and _kind(part.error) in ("denied", "credentials"):
-            raise SensorError(_text(part.error))
-    has_live = bool(live.data and live.data.get("fetched_at") is not None and "burn" in live.data)
-    has_cost = bool(cost.data and cost.data.get("fetched_at") is not None)
-    if not has_live and not has_cost:
-        texts = [_text(p.error) for p in (live, cost) if p.error is not None]
-        raise SensorError(" ".join(dict.fromkeys(texts)) or f"No {provider.label} data yet.",
-                          "" if texts else "The first refresh has not completed; check the log.")
+    has_live, has_cost = usable_parts(live, cost, provider.label)
     result = SensorResult()
     summary = []
     burn = None
@@ -211,10 +195,10 @@ def _build(sensor, provider, now: float, live: Part, cost: Part, notes: list[str
             fetched = float(part.data["fetched_at"])
             age = ce_cache.age_s(fetched, now) or 0.0
             words = f"{age / 3600.0:.1f} h" if age >= 5400 else f"{max(1, round(age / 60.0))} min"
-            result.note(f"{_text(part.error)} Serving {name} fetched {words} ago")
+            result.note(f"{error_text(part.error)} Serving {name} fetched {words} ago")
         else:
             result.warning = True
-            result.note(f"{name} unavailable: {_text(part.error)}")
+            result.note(f"{name} unavailable: {error_text(part.error)}")
     for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
         result.note(note)
     return result
