@@ -39,3 +39,25 @@ def test_missing_required_parameter_names_the_exact_line():
     text = defaults.missing_text(cls, [])
     assert 'Add --sensor-defaults checkpoint_volume="--path DIR" to the agent' in text
     assert defaults.missing_text(cls, ["--path=/x"]) is None
+
+
+def test_paths_the_node_configured_are_served_on_a_network_listener_and_nothing_else(tmp_path):
+    """A network listener without --allow-path serves no client path, but the folder the node's
+    administrator configured (--sensor-defaults) is served: the real checkpoint_volume scan runs."""
+    import json
+
+    from prtg_ai.agent.app import AgentApp
+    from prtg_ai.agent.auth import Authenticator
+
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "step-1").mkdir(parents=True)
+    (ckpt / "step-1" / "model.pt").write_bytes(b"x" * 4096)
+    other = tmp_path / "other"
+    other.mkdir()
+    node = defaults.parse([f"checkpoint_volume=--path {ckpt}"])
+    app = AgentApp(Authenticator(tokens=["t" * 24]), tmp_path / "state", env={}, cache_ttl=0,
+                   allowed_paths=(), sensor_defaults=node)
+    configured = json.loads(app.sensor_body("checkpoint_volume", []))["prtg"]
+    assert "error" not in configured, configured
+    refused = json.loads(app.sensor_body("checkpoint_volume", [("path", str(other))]))["prtg"]
+    assert refused["error"] == 1 and "--allow-path" in refused["text"] and str(other) not in refused["text"]

@@ -171,8 +171,9 @@ class AgentApp:
         env: environment the sensors see (PRTG placeholders, AWS settings).
         cache_ttl: seconds a sensor result is shared by identical requests.
         hub: shared long-lived resources (NVML session) handed to backends.
-        allowed_paths: folders path parameters may point into (``--allow-path``);
-            None: any path (a loopback listener without --allow-path).
+        allowed_paths: folders path parameters may point into (``--allow-path``), to which
+            the paths the node configured in ``sensor_defaults`` are added (the node's own
+            choice, never a client's); None: any path (a loopback listener without --allow-path).
         sensors: the sensor ids served (``--sensors``; default ``DEFAULT_SENSORS``).
         allow_urls: ``--allow-url`` values (CIDRs, origins); default loopback only.
         api_keys: origin -> key from ``--api-key-file``.
