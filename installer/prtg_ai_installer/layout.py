@@ -21,15 +21,14 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import PurePath, PureWindowsPath
 
+from prtg_ai.build.wrapper_names import EXEXML, PYTHON, SCRIPTS, SCRIPTSXML
+
 ROLES = ("core", "probe", "ssh-target")
 
 # Folder kinds, each a path relative to the install root of its role.
 LOOKUPS = "lookups"
 TEMPLATES = "devicetemplates"
-EXEXML = "exexml"
-PYTHON = "python"
-SCRIPTS = "scripts"
-SCRIPTSXML = "scriptsxml"
+# EXEXML, PYTHON, SCRIPTS, SCRIPTSXML: the wrapper kinds, named by the pack (build.wrapper_names).
 
 FOLDERS: dict[str, tuple[str, ...]] = {
     LOOKUPS: ("lookups", "custom"),

@@ -135,14 +135,14 @@ def _add_notifications(files: list[FileOp], folders: list[tuple[str, str]], pyth
 
 def is_http_template(data: bytes) -> bool:
     """Whether a device template holds HTTP Data Advanced sensors (URLs polling the agent)."""
-    from prtg_ai.templates import HTTP_URL_FIELD
+    from prtg_ai.build.templates import HTTP_URL_FIELD
 
     return f"<{HTTP_URL_FIELD}>".encode() in data
 
 
 def with_token(data: bytes, token: str) -> bytes:
     """The template with ``token=<token>`` added to every agent URL (URL-encoded, XML-escaped)."""
-    from prtg_ai.templates import add_token
+    from prtg_ai.build.templates import add_token
 
     return add_token(data.decode("utf-8"), token).encode("utf-8")
 

@@ -22,11 +22,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from prtg_ai.build.wrapper_names import (  # noqa: F401  (re-exported: the installer's callers use them)
+    SUFFIXES,
+    WRAPPER_PREFIX,
+    WrapperError,
+    check_sensor_id,
+    wrapper_name,
+)
 from prtg_ai_installer import layout
 from prtg_ai_installer.data import assets_dir
-
-WRAPPER_PREFIX = "prtgai_"
-SENSOR_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -41,27 +45,11 @@ class WrapperKind:
 
 
 KINDS: dict[str, WrapperKind] = {
-    layout.EXEXML: WrapperKind(layout.EXEXML, "exexml.cmd.j2", ".cmd", "\r\n", False),
-    layout.PYTHON: WrapperKind(layout.PYTHON, "python_script_advanced.py.j2", ".py", "\n", False),
-    layout.SCRIPTS: WrapperKind(layout.SCRIPTS, "script_v2.py.j2", ".py", "\n", True),
-    layout.SCRIPTSXML: WrapperKind(layout.SCRIPTSXML, "ssh_script_advanced.sh.j2", ".sh", "\n", True),
+    layout.EXEXML: WrapperKind(layout.EXEXML, "exexml.cmd.j2", SUFFIXES[layout.EXEXML], "\r\n", False),
+    layout.PYTHON: WrapperKind(layout.PYTHON, "python_script_advanced.py.j2", SUFFIXES[layout.PYTHON], "\n", False),
+    layout.SCRIPTS: WrapperKind(layout.SCRIPTS, "script_v2.py.j2", SUFFIXES[layout.SCRIPTS], "\n", True),
+    layout.SCRIPTSXML: WrapperKind(layout.SCRIPTSXML, "ssh_script_advanced.sh.j2", SUFFIXES[layout.SCRIPTSXML], "\n", True),
 }
-
-
-class WrapperError(ValueError):
-    """A sensor id or interpreter path that cannot be put into a wrapper safely."""
-
-
-def wrapper_name(kind: str, sensor: str) -> str:
-    """File name of ``sensor``'s wrapper in folder ``kind`` (the name PRTG's dropdown shows)."""
-    check_sensor_id(sensor)
-    return f"{WRAPPER_PREFIX}{sensor}{KINDS[kind].suffix}"
-
-
-def check_sensor_id(sensor: str) -> None:
-    """Refuse ids that would make odd file names or inject into a script."""
-    if not isinstance(sensor, str) or not SENSOR_ID.fullmatch(sensor):
-        raise WrapperError(f"sensor id {sensor!r} is not a snake_case word; refusing to write a wrapper for it")
 
 
 def cmd_command(python: str, sensor: str) -> str:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from prtg_ai import __version__
-from prtg_ai.cli import RUN_USAGE, run_command
+from prtg_ai.run_cli import RUN_USAGE, run_command
 from prtg_ai.core import registry
 
 
@@ -98,27 +97,6 @@ def validate_cmd(source: str) -> None:
     click.echo("valid")
 
 
-def _writable(folder: Path) -> tuple[bool, str]:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-", delete=True):
-            pass
-        return True, str(folder)
-    except OSError as exc:
-        return False, f"{folder}: {exc.strerror or exc}"
-
-
-def _node_security_checks() -> list[tuple[str, bool, str]]:
-    """node_security: can the journal and the auth log files be read? (root for other users' sockets)"""
-    from prtg_ai.backends import authlog
-
-    checks = authlog.probe()
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
-    checks.append(("Process names of listeners (node_security)", root,
-                   "running as root" if root else "not root: listeners of other users' processes show no process"))
-    return checks
-
-
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--check-cost-explorer", is_flag=True,
@@ -129,66 +107,14 @@ def doctor(as_json: bool, check_cost_explorer: bool) -> None:
     Honours PRTG_AI_SYS_ROOT / PRTG_AI_PROC_ROOT (a container that mounts the host's
     sysfs elsewhere) exactly as the sensors do.
     """
-    from prtg_ai.backends import aws, nvml, xid
-    from prtg_ai.core.context import Context
-    from prtg_ai.core.paths import default_state_dir
+    from prtg_ai.doctor import run_checks
 
-    ctx = Context()
-    checks = []
-    state_ok, state_detail = _writable(default_state_dir())
-    checks.append(("State folder writable", state_ok, state_detail +
-                   ("" if state_ok else " (set PRTG_AI_STATE_DIR to a writable folder)")))
-    nvml_ok, nvml_detail = nvml.probe()
-    checks.append(("NVML (gpu, gpu_host)", nvml_ok, nvml_detail))
-    checks.append(_kernel_log_check(xid))
-    checks.append(_fabric_check(ctx))
-    aws_ok, aws_detail = aws.credentials_status()
-    checks.append(("AWS credentials (gpu_spend)", aws_ok, aws_detail))
-    if aws_ok:
-        checks += aws.permission_status(check_cost_explorer)
-    checks.extend(_cloud_credential_checks())
-    checks.append(("Filesystem access (checkpoint_volume)", True, "always available"))
-    checks += _node_security_checks()
-    checks.append(("Python", True, f"{sys.version.split()[0]} at {sys.executable}"))
-    checks.append(("prtg-ai", True, f"{__version__} ({os.path.dirname(os.path.abspath(__file__))})"))
+    checks = run_checks(check_cost_explorer)
     if as_json:
         click.echo(json.dumps([{"check": c, "ok": ok, "detail": d} for c, ok, d in checks], indent=2))
         return
     for check, ok, detail in checks:
         click.echo(f"[{'ok' if ok else '--'}] {check}: {detail}")
-
-
-def _kernel_log_check(xid) -> tuple[str, bool, str]:
-    """Can this user read XIDs from the kernel log (what the GPU sensors need for XID channels)?"""
-    name = "Kernel log for XIDs (gpu, gpu_host)"
-    if not sys.platform.startswith("linux"):
-        return name, False, "XIDs are read from the Linux kernel log; this host is not Linux"
-    read = xid.read_log(xid.KMSG)
-    if read.text is None:
-        return name, False, (f"{read.problem}. The GPU sensors then say that XIDs cannot be read; "
-                             "give the agent CAP_SYSLOG (systemd unit) or point --xid-log at a readable kernel log")
-    return name, True, f"{read.source} readable ({len(xid.parse(read.text))} XID line(s) in it now)"
-
-
-def _fabric_check(ctx) -> tuple[str, bool, str]:
-    """east_west: RDMA HCAs under <sys>/class/infiniband, else NIC-only monitoring from <sys>/class/net."""
-    name = "Fabric (east_west)"
-    ib = ctx.sys_root / "class" / "infiniband"
-    try:
-        hcas = sorted(p.name for p in ib.iterdir()) if ib.is_dir() else []
-    except OSError:
-        hcas = []
-    if hcas:
-        return name, True, f"InfiniBand / RoCE HCAs under {ib}: {', '.join(hcas)}"
-    net = ctx.sys_root / "class" / "net"
-    try:
-        nics = sorted(p.name for p in net.iterdir() if (p / "device").exists()) if net.is_dir() else []
-    except OSError:
-        nics = []
-    if nics:
-        return name, True, (f"NIC-only monitoring available: no RDMA HCA under {ib}, physical NICs under {net}: "
-                            f"{', '.join(nics[:8])}")
-    return name, False, f"neither RDMA HCAs under {ib} nor physical NICs under {net} (is PRTG_AI_SYS_ROOT right?)"
 
 
 @cli.command("accept-gpu-count")
@@ -205,7 +131,7 @@ def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
     parameter instead.)
     """
     from prtg_ai.core.paths import default_state_dir
-    from prtg_ai.gpu_host import accept_gpu_count
+    from prtg_ai.gpu.gpu_host import accept_gpu_count
 
     folders = [Path(d) for d in state_dirs] or [default_state_dir(), default_state_dir() / "agent"]
     total = 0
@@ -217,21 +143,11 @@ def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
         raise click.ClickException("no gpu_host state found: nothing to accept (is --state-dir the sensor's folder?)")
 
 
-def _cloud_credential_checks() -> list[tuple[str, bool, str]]:
-    """Azure and Google Cloud credentials for ``gpu_spend --cloud azure|gcp`` (never prints a token)."""
-    from prtg_ai.backends import azure, gcp
-
-    azure_ok, azure_detail = azure.credential_status()
-    gcp_ok, gcp_detail = gcp.credential_status()
-    return [("Azure credentials (gpu_spend --cloud azure)", azure_ok, azure_detail),
-            ("Google Cloud credentials (gpu_spend --cloud gcp)", gcp_ok, gcp_detail)]
-
-
 @cli.command("render")
 @click.option("--check", is_flag=True, help="Exit 1 if a generated file is stale; write nothing.")
 def render_cmd(check: bool) -> None:
     """Regenerate lookups and README channel tables from the catalogue (in a checkout)."""
-    from prtg_ai.artifacts import stale_files, write_files
+    from prtg_ai.build.artifacts import stale_files, write_files
     from prtg_ai.data import repo_root
 
     root = repo_root()

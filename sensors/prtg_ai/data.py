@@ -23,3 +23,12 @@ def data_dir(name: str) -> Path:
 def repo_root() -> Path | None:
     """The source checkout holding this package, when running from one."""
     return _REPO_ROOT if (_REPO_ROOT / "pyproject.toml").is_file() else None
+
+
+def package_rows(package: str, name: str) -> list[dict[str, str]]:
+    """The rows of the CSV file ``name`` shipped inside ``package`` (tables a sensor carries with it)."""
+    import csv
+    from importlib.resources import files
+
+    with files(package).joinpath(name).open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -11,7 +11,7 @@ import pytest
 
 from prtg_ai.core import registry
 from prtg_ai.core.params import resolve
-from prtg_ai.templates import AGENT_PORT, GPU_COUNTS, SPEND_INTERVAL, render_templates
+from prtg_ai.build.templates import AGENT_PORT, GPU_COUNTS, SPEND_INTERVAL, render_templates
 from prtg_ai_installer.layout import EXEXML, SCRIPTSXML
 from prtg_ai_installer.wrappers import wrapper_name
 
@@ -145,7 +145,7 @@ def test_k8s_template_reads_dcgm_exporter_through_the_agent():
 
 
 def test_add_token_puts_the_token_in_every_http_url_url_encoded_and_xml_escaped():
-    from prtg_ai.templates import add_token
+    from prtg_ai.build.templates import add_token
 
     for name in ("prtgai_gpu_node_http_8gpu.odt", "prtgai_inference_server.odt"):
         text = add_token((REPO / "device_templates" / name).read_text(encoding="utf-8"), "a&b=c d")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prtg_ai.artifacts import stale_files, write_files
+from prtg_ai.build.artifacts import stale_files, write_files
 
 REPO = Path(__file__).resolve().parents[2]
 

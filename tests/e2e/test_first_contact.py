@@ -26,7 +26,7 @@ from fakes.gpu_cases import TESTCASES
 from fakes.inference_server import FakeModelServer
 from fakes.kube_api import FakeKubeApi
 from prtg_ai.prtg.validate import validate
-from prtg_ai.templates import AGENT_PORT
+from prtg_ai.build.templates import AGENT_PORT
 from reliability.rel_support import clean_env, free_port, http_get, prtg_ai_script
 from support import legacy_worst
 

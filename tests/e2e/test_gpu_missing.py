@@ -31,7 +31,7 @@ def missing(doc: dict) -> int:
 def test_in_process_scans_stay_in_alarm_until_accepted(tmp_path, monkeypatch, sensor_run, make_ctx, clock):
     from fakes.gpu_cases import install
     from fakes.nvml_fake import load_scenario
-    from prtg_ai.gpu_host import accept_gpu_count
+    from prtg_ai.gpu.gpu_host import accept_gpu_count
     from prtg_ai.prtg.render import to_legacy
 
     log = tmp_path / "kmsg"

@@ -242,7 +242,7 @@ def test_every_call_is_granted_by_the_shipped_role(azure, scan):
 
 
 def test_doctor_line_finds_the_managed_identity(azure):
-    from prtg_ai.commands import _cloud_credential_checks
+    from prtg_ai.doctor import _cloud_credential_checks
 
     checks = {name: (ok, detail) for name, ok, detail in _cloud_credential_checks()}
     ok, detail = checks["Azure credentials (gpu_spend --cloud azure)"]
@@ -266,7 +266,7 @@ def test_management_group_scope_reads_costs_there_and_vms_from_the_subscription(
 
 
 def test_the_daily_request_cap_stops_refreshes(azure, scan, clock, monkeypatch):
-    from prtg_ai.spend_clouds import engine
+    from prtg_ai.gpu_spend.clouds import engine
 
     monkeypatch.setattr(engine, "DAILY_REQUEST_CAP", 3)
     scan()

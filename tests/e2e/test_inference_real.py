@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fakes.inference_server import FakeModelServer, closed_port_url
-from prtg_ai import inference_metrics as im
+from prtg_ai.inference import metrics as im
 from support import channels
 
 REAL = Path(__file__).resolve().parents[1] / "testcases" / "inference" / "real"

@@ -34,9 +34,9 @@ from fakes.gpu_cases import TESTCASES
 from prtg_ai.backends.netdev import Counter
 from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import run_sensor
-from prtg_ai.counters import counter_delta, counter_rate, is_saturated
-from prtg_ai.east_west import counter_change, saturating_rate
-from prtg_ai.trend import gross_increase_rate, least_squares_slope, thin, upper_envelope
+from prtg_ai.maths.counters import counter_delta, counter_rate, is_saturated
+from prtg_ai.east_west.east_west import counter_change, saturating_rate
+from prtg_ai.maths.trend import gross_increase_rate, least_squares_slope, thin, upper_envelope
 from reliability.rel_support import sized
 from support import FakeClock, channels, check_result
 

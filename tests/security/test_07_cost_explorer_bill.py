@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("moto.server")
 
 from e2e.test_gpu_spend_moto import aws, front, moto_server  # noqa: E402,F401 - fixtures reused
-from prtg_ai import spend_model as sm  # noqa: E402
-from prtg_ai.ce_cache import CE_DAILY_REQUEST_CAP  # noqa: E402
+from prtg_ai.gpu_spend import spend_model as sm  # noqa: E402
+from prtg_ai.gpu_spend.ce_cache import CE_DAILY_REQUEST_CAP  # noqa: E402
 from sec_support import attack, leak_check, text_of  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from prtg_ai.agent.app import AgentApp, BadRequest, query_to_argv
 from prtg_ai.agent.auth import Authenticator
-from prtg_ai.checkpoint_volume import CheckpointVolumeSensor
+from prtg_ai.checkpoint_volume.checkpoint_volume import CheckpointVolumeSensor
 from prtg_ai.prtg.validate import validate
 
 TOKEN = "unit-token-12345678"

@@ -50,7 +50,7 @@ def _east_west(tmp_path, monkeypatch, make_ctx):
 
 def _gpu_spend(tmp_path, monkeypatch, make_ctx):
     """Fresh caches, as the sensor names them (the fast path of a scan; boto3 is never needed)."""
-    from prtg_ai.gpu_spend import GpuSpendSensor
+    from prtg_ai.gpu_spend.gpu_spend import GpuSpendSensor
 
     now = datetime(2026, 9, 21, 10, 0, tzinfo=timezone.utc).timestamp()
     ctx = make_ctx(env={"AWS_ACCESS_KEY_ID": "AKIAUNITTEST", "AWS_SECRET_ACCESS_KEY": "unit-secret-value",
@@ -198,7 +198,7 @@ def test_python_script_advanced_json_carries_the_option(tmp_path):
 def test_sensors_without_baselines_never_import_the_baseline_module(tmp_path):
     (tmp_path / "c").mkdir()
     code = ("import sys, prtg_ai.cli as c; c.main(['run', 'checkpoint_volume', '--path', sys.argv[1]]);"
-            "print('LOADED' if 'prtg_ai.baseline' in sys.modules else 'LAZY', file=sys.stderr)")
+            "print('LOADED' if 'prtg_ai.maths.baseline' in sys.modules else 'LAZY', file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], capture_output=True, text=True,
                           env=cli_env(tmp_path / "state"), timeout=60)
     assert proc.stderr.strip().endswith("LAZY"), proc.stderr

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from prtg_ai import baseline as bl
-from prtg_ai.baseline import ANOMALOUS, LEARNING, NORMAL, UNUSUAL, Baseline, hour_of_week
+from prtg_ai.maths import baseline as bl
+from prtg_ai.maths.baseline import ANOMALOUS, LEARNING, NORMAL, UNUSUAL, Baseline, hour_of_week
 
 MONDAY = 1_789_948_800.0  # 2026-09-21 00:00 UTC, a Monday
 STEP = 300

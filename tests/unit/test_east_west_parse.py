@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from prtg_ai.backends import netdev
 from prtg_ai.backends.netdev import Counter, ib_counter, parse_int, parse_ipv6_route, parse_rate, parse_route, parse_speed, parse_state
-from prtg_ai.east_west import assign_slots, counter_change, saturating_rate, select
+from prtg_ai.east_west.east_west import assign_slots, counter_change, saturating_rate, select
 from prtg_ai.core.errors import ConfigError
 
 

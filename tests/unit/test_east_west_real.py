@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from prtg_ai import east_west as ew
+from prtg_ai.east_west import east_west as ew
 from prtg_ai.backends import netdev
 
 from support import channels

@@ -8,7 +8,7 @@ import pytest
 from fakes import nvml_fake
 from fakes.gpu_cases import TESTCASES
 from prtg_ai.backends import procinfo
-from prtg_ai.gpu_health import IDLE_HELD, IDLE_HELD_SHORT, idle_held_step, xid_text
+from prtg_ai.gpu.health import IDLE_HELD, IDLE_HELD_SHORT, idle_held_step, xid_text
 from support import channels
 
 CONTAINER = "4f9c6d1e2b3a" + "0" * 52  # 64 hex digits, as runc names containers

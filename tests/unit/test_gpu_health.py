@@ -2,7 +2,7 @@
 
 import pytest
 
-from prtg_ai import gpu_health as gh
+from prtg_ai.gpu import health as gh
 
 
 @pytest.mark.parametrize("mask, before, expected", [

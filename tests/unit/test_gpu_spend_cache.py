@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prtg_ai import ce_cache
-from prtg_ai.ce_cache import SharedCache
+from prtg_ai.gpu_spend import ce_cache
+from prtg_ai.gpu_spend.ce_cache import SharedCache
 
 
 def test_fingerprint_names_credentials_and_endpoints_but_never_holds_the_secret():

@@ -94,11 +94,11 @@ def test_a_cache_hit_imports_no_cloud_library(tmp_path):
     # The seeding goes through the sensor module's own cache identities: build them in-process here.
     import time
 
-    from prtg_ai import spend_model as sm
-    from prtg_ai.ce_cache import SharedCache
+    from prtg_ai.gpu_spend import spend_model as sm
+    from prtg_ai.gpu_spend.ce_cache import SharedCache
     from prtg_ai.core.context import Context
-    from prtg_ai.spend_clouds import azure as az
-    from prtg_ai.spend_clouds import gcp as gc
+    from prtg_ai.gpu_spend.clouds import azure as az
+    from prtg_ai.gpu_spend.clouds import gcp as gc
 
     now = time.time()
     env = {}

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from prtg_ai import spend_model as sm
+from prtg_ai.gpu_spend import spend_model as sm
 
 P5 = {"InstanceType": "p5.48xlarge", "GpuInfo": {"Gpus": [
     {"Name": "H100", "Manufacturer": "NVIDIA", "Count": 8, "LogicalGpuCount": 8, "GpuPartitionSize": 1.0}]}}

@@ -110,7 +110,7 @@ def test_importing_the_backend_does_not_import_boto3():
     import subprocess
     import sys
 
-    code = ("import sys; import prtg_ai.backends.aws, prtg_ai.gpu_spend; "
+    code = ("import sys; import prtg_ai.backends.aws, prtg_ai.gpu_spend.gpu_spend; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -14,7 +14,7 @@ import pytest
 from support import channels
 
 from prtg_ai.core.params import resolve
-from prtg_ai.gpu_spend import GpuSpendSensor
+from prtg_ai.gpu_spend.gpu_spend import GpuSpendSensor
 
 NOW = datetime(2026, 9, 21, 10, 0, tzinfo=timezone.utc).timestamp()
 ENV = {"AWS_ACCESS_KEY_ID": "AKIAUNITTEST", "AWS_SECRET_ACCESS_KEY": "unit-secret-value",

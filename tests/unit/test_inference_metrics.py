@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prtg_ai import inference_metrics as im
+from prtg_ai.inference import metrics as im
 
 CASES = Path(__file__).resolve().parents[1] / "testcases" / "inference"
 INF = math.inf

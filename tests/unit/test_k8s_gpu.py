@@ -21,7 +21,7 @@ import pytest
 from fakes.gpu_cases import TESTCASES
 from fakes.inference_server import FakeModelServer
 from fakes.kube_api import FakeKubeApi
-from prtg_ai import k8s_model as km
+from prtg_ai.gpu import k8s_model as km
 from support import channels, cli_env, run_cli
 
 CLUSTER = json.loads((TESTCASES / "k8s_gpu" / "cluster.json").read_text(encoding="utf-8"))
@@ -272,7 +272,7 @@ def test_cli_exits_0_with_valid_prtg_json(api, token_file, tmp_path):
 def test_an_http_client_cannot_choose_the_token_file():
     """Through the agent, --api-url plus --token-file would send any readable one-line file to the client's server."""
     from prtg_ai.agent.app import BadRequest, query_to_argv
-    from prtg_ai.k8s_gpu import K8sGpuSensor
+    from prtg_ai.gpu.k8s_gpu import K8sGpuSensor
 
     with pytest.raises(BadRequest, match="token_file cannot be set by an HTTP client"):
         query_to_argv(K8sGpuSensor, [("api_url", "https://evil.example"), ("token_file", "/run/secrets/prtg-ai/token")])

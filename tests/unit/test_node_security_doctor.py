@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from prtg_ai.backends import authlog
-from prtg_ai.commands import _node_security_checks
+from prtg_ai.doctor import _node_security_checks
 from support import cli_env
 
 

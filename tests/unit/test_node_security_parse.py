@@ -10,8 +10,8 @@ import pytest
 
 from prtg_ai.backends.listeners import parse_cgroup, parse_net_tcp
 from prtg_ai.backends.service_probe import parse_http
-from prtg_ai.node_security_auth import count, syslog_message
-from prtg_ai.node_security_services import BY_KEY, NOT_HTTP, OPEN, OTHER_HTTP, PROTECTED, judge_http, judge_redis
+from prtg_ai.node_security.auth import count, syslog_message
+from prtg_ai.node_security.services import BY_KEY, NOT_HTTP, OPEN, OTHER_HTTP, PROTECTED, judge_http, judge_redis
 
 
 def msgs(*lines):

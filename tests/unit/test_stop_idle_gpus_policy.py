@@ -18,7 +18,7 @@ from prtg_ai.backends import aws
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / aws.ACT_POLICY_FILE
 ACTION = REPO / "sensors" / "prtg_ai" / "actions" / "stop_idle_gpus.py"
-GPU_SPEND = REPO / "sensors" / "prtg_ai" / "gpu_spend.py"
+GPU_SPEND = REPO / "sensors" / "prtg_ai" / "gpu_spend" / "gpu_spend.py"
 
 
 def _statements():

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from prtg_ai import spend_model as sm
+from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.actions import audit
 from prtg_ai.actions import idle_policy as ip
 

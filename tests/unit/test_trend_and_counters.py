@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prtg_ai.counters import counter_delta, counter_rate, is_saturated
-from prtg_ai.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
+from prtg_ai.maths.counters import counter_delta, counter_rate, is_saturated
+from prtg_ai.maths.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
 
 times = st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=False)
 counts = st.integers(min_value=0, max_value=2 ** 64 - 1)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
-from prtg_ai import spend_model as sm
+from prtg_ai.gpu_spend import spend_model as sm
 
 DEFAULT_OPT_IN_KEY = "prtg-ai:auto-stop"
 DEFAULT_OPT_IN_VALUE = "true"

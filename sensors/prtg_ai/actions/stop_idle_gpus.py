@@ -36,7 +36,7 @@ import os
 import time
 from datetime import datetime, timezone
 
-from prtg_ai import spend_model as sm
+from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.actions import audit
 from prtg_ai.actions import idle_policy as ip
 from prtg_ai.core.context import Context
@@ -195,7 +195,7 @@ class Run:
     # -- decide ------------------------------------------------------------------------
     def _review_region(self, session, region: str) -> list[Decision]:
         """Decide every relevant instance of ``region``; return the idle ones that pass every rule."""
-        from prtg_ai import gpu_spend
+        from prtg_ai.gpu_spend import gpu_spend
         from prtg_ai.backends.aws import AwsError
 
         rules = self.opts.rules

@@ -26,7 +26,7 @@ import os
 import re
 import stat
 
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 MAX_SCAN_BYTES = 4 * 1024 * 1024
 FIRST_SCAN_BYTES = 1024 * 1024

@@ -64,6 +64,10 @@ def credential_status() -> tuple[bool, str]:
         from azure.identity import DefaultAzureCredential
     except ImportError:
         return False, "azure-identity is not installed (pip install 'prtg-ai[azure]')"
+    import logging
+
+    # The chain logs every failed credential to stderr; doctor's one line says it better.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     try:
         DefaultAzureCredential(exclude_interactive_browser_credential=True).get_token(ARM_SCOPE)
     except Exception as exc:  # every credential in the chain failed: say which kind, not the details

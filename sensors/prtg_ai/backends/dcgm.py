@@ -40,7 +40,7 @@ import math
 from prtg_ai.backends import http_metrics
 from prtg_ai.backends.nvml import GpuSample, MemoryInfo, MigInstance, SystemInfo
 from prtg_ai.core.errors import ConfigError, SensorError
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 MIB = 1024 * 1024
 KIB = 1024

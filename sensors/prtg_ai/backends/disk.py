@@ -16,7 +16,8 @@ import fnmatch
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from prtg_ai.core.deadline import doing, done
@@ -113,6 +114,25 @@ def open_folder(path: Path, roots) -> int:
             raise SensorError("The folder is not under the agent's --allow-path folders (or is a symlink).",
                               "Ask the node's administrator which folders the agent serves.") from None
         raise _as_sensor_error(path, exc) from None
+
+
+@contextmanager
+def opened_folder(path: Path, roots) -> Iterator[Path | int]:
+    """The folder to read: a descriptor checked after opening when ``roots`` confine it, else the path.
+
+    An agent client's folder (``roots`` from ``--allow-path``) is read through one
+    descriptor, so a symlink swapped in after the check cannot lead the scan elsewhere.
+    Where the platform cannot list or stat by descriptor (Windows), the path is used.
+    """
+    if roots is None or not hasattr(os, "fstatvfs") or os.scandir not in os.supports_fd:
+        check_folder(path)
+        yield path
+        return
+    fd = open_folder(path, roots)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def tree_size_at(dir_fd: int, name: str, budget_s: float, max_entries: int = 200_000,

@@ -65,6 +65,13 @@ class ApiConfig:
         return f"ApiConfig({self.url!r}, token={'set' if self.token else 'none'}, ca_file={self.ca_file!r})"
 
 
+def local_node_name() -> str:
+    """This host's short name: the node name a standalone install reports under."""
+    import socket
+
+    return socket.gethostname().split(".")[0]
+
+
 def in_cluster_url(env) -> str | None:
     """``https://HOST:PORT`` from the service environment a pod gets, or None outside a cluster."""
     host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT") or "443"

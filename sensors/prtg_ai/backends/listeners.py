@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-from prtg_ai.records import record
+from prtg_ai.maths.records import record
 
 LISTEN = "0A"
 MAX_SOCKET_LINES = 200_000      # a /proc/net/tcp with more lines is read only this far

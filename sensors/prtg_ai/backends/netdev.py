@@ -279,6 +279,15 @@ def list_hcas(sys_root: Path) -> list[str]:
         raise SensorError(f"Cannot list {base} ({_why(exc)}).", "Check that sysfs is readable.") from None
 
 
+def physical_nics(sys_root: Path) -> list[str]:
+    """Interfaces in ``<sys>/class/net`` backed by a device (``device`` link): no veth, bridge or loopback."""
+    base = Path(sys_root) / "class" / "net"
+    try:
+        return sorted(p.name for p in base.iterdir() if (p / "device").exists())
+    except OSError:
+        return []
+
+
 def _opt_int(text: str | None, base: int = 10) -> int | None:
     if text is None:
         return None

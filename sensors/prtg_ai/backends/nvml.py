@@ -32,7 +32,7 @@ from collections.abc import Callable
 from prtg_ai.core.deadline import doing, done
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.log import get_logger
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -29,6 +29,11 @@ def _read_head(path: Path, limit: int) -> str | None:
         return None
 
 
+def nvidia_driver_loaded(proc_root) -> bool:
+    """Whether the NVIDIA kernel driver is loaded (``<proc>/driver/nvidia`` exists)."""
+    return (Path(proc_root) / "driver" / "nvidia").exists()
+
+
 def clean(text: str, limit: int = MAX_NAME) -> str:
     """Printable ASCII only, length-capped: a process may name itself anything."""
     out = "".join(c if c.isascii() and c.isprintable() else "?" for c in text.strip())

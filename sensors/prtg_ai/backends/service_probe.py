@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from prtg_ai.records import record
+from prtg_ai.maths.records import record
 
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "prtg-ai node_security probe"

@@ -24,7 +24,7 @@ import re
 import stat
 from pathlib import Path
 
-from prtg_ai.records import record
+from prtg_ai.maths.records import record
 
 KMSG = Path("/dev/kmsg")
 MAX_TEXT_BYTES = 4 * 1024 * 1024   # a text log is read from its tail: the recent part matters

@@ -12,14 +12,14 @@ import importlib
 from prtg_ai.core.errors import ConfigError
 
 SENSORS: dict[str, tuple[str, str]] = {
-    "checkpoint_volume": ("prtg_ai.checkpoint_volume", "CheckpointVolumeSensor"),
-    "gpu": ("prtg_ai.gpu", "GpuSensor"),
-    "gpu_host": ("prtg_ai.gpu_host", "GpuHostSensor"),
-    "east_west": ("prtg_ai.east_west", "EastWestSensor"),
-    "gpu_spend": ("prtg_ai.gpu_spend", "GpuSpendSensor"),
-    "inference": ("prtg_ai.inference", "InferenceSensor"),
-    "node_security": ("prtg_ai.node_security", "NodeSecuritySensor"),
-    "k8s_gpu": ("prtg_ai.k8s_gpu", "K8sGpuSensor"),
+    "checkpoint_volume": ("prtg_ai.checkpoint_volume.checkpoint_volume", "CheckpointVolumeSensor"),
+    "gpu": ("prtg_ai.gpu.gpu", "GpuSensor"),
+    "gpu_host": ("prtg_ai.gpu.gpu_host", "GpuHostSensor"),
+    "east_west": ("prtg_ai.east_west.east_west", "EastWestSensor"),
+    "gpu_spend": ("prtg_ai.gpu_spend.gpu_spend", "GpuSpendSensor"),
+    "inference": ("prtg_ai.inference.inference", "InferenceSensor"),
+    "node_security": ("prtg_ai.node_security.node_security", "NodeSecuritySensor"),
+    "k8s_gpu": ("prtg_ai.gpu.k8s_gpu", "K8sGpuSensor"),
 }
 
 

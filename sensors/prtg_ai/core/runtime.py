@@ -140,7 +140,7 @@ def _apply_baselines(sensor, result: SensorResult, names: tuple[str, ...], ctx: 
     identity plus a marker), so it never disturbs the sensor's own samples.
     Imported lazily: sensors without ``--baseline`` pay nothing for it.
     """
-    from prtg_ai.baseline import STATE_NAMES, Baseline
+    from prtg_ai.maths.baseline import STATE_NAMES, Baseline
     from prtg_ai.core.state import StateStore
     from prtg_ai.prtg.units import CHANNEL_LIMIT
 
@@ -198,7 +198,7 @@ def finish(result: SensorResult, fmt: str) -> Outcome:
     """Render ``result`` and enforce PRTG's rules on it before it leaves."""
     wire = "v2" if fmt == "v2" else "prtg"
     try:
-        text = render(result, wire)
+        text = render(result, wire, _lookups() if wire == "v2" else None)
         problems = validate(text)
     except (ValueError, TypeError) as exc:
         problems = [f"could not be rendered ({exc})"]
@@ -208,12 +208,22 @@ def finish(result: SensorResult, fmt: str) -> Outcome:
             "Internal error: the sensor produced a result PRTG would reject ("
             + "; ".join(problems)[:500] + "). Please report it with the log."
         )
-        text = render(result, wire)
+        text = render(result, wire, _lookups() if wire == "v2" else None)
     if fmt == "table":
         from prtg_ai.prtg.table import render_table
 
-        text = render_table(result)
+        text = render_table(result, _lookups())
     return Outcome(result, text, problems)
+
+
+def _lookups() -> dict:
+    """The pack's lookup definitions, or none when they cannot be read (the table still prints)."""
+    from prtg_ai.catalog.lookups import load_lookups
+
+    try:
+        return load_lookups()
+    except (OSError, ValueError):
+        return {}
 
 
 __all__ = ["Outcome", "execute", "finish", "run_sensor", "FORMATS"]

@@ -411,3 +411,20 @@ class StateStore:
 
     def session(self, sensor_id: str, identity: dict[str, Any], max_samples: int = 1024) -> StateSession:
         return StateSession(self.folder, sensor_id, identity, max_samples=max_samples)
+
+    def identities(self, sensor_id: str) -> list[dict[str, Any]]:
+        """The identities of every ``sensor_id`` instance with a state file here (unreadable ones skipped)."""
+        prefix = f"{sensor_id}-"
+        try:
+            names = sorted(n for n in os.listdir(self.folder) if n.startswith(prefix) and n.endswith(".json"))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            try:
+                identity = json.loads(read_state_bytes(os.path.join(self.folder, name))).get("instance")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(identity, dict):
+                found.append(identity)
+        return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 
 from prtg_ai.prtg.model import Channel, SensorResult
 from prtg_ai.prtg.units import TEXT_LIMIT, V2_KIND_BY_UNIT, VALUE_LIMIT
@@ -101,8 +102,12 @@ def _v2_channel(ch: Channel) -> dict:
     return out
 
 
-def to_v2(result: SensorResult) -> dict:
-    """Return the Script v2 JSON document for ``result``."""
+def to_v2(result: SensorResult, lookups: Mapping | None = None) -> dict:
+    """Return the Script v2 JSON document for ``result``.
+
+    ``lookups`` (lookup id -> definition, from ``catalog.lookups``) lets a lookup
+    channel's state count in the status; without them only limits count.
+    """
     if result.error:
         return {"version": 2, "status": "error",
                 "message": _truncate(result.message() or "Sensor error")}
@@ -110,10 +115,10 @@ def to_v2(result: SensorResult) -> dict:
 
     # Script v2 has no limits or lookups on the wire: the status is judged here, as PRTG
     # would judge the legacy result's limits and lookup states, and the message names why.
-    status, channel = judge(result)
+    status, channel = judge(result, lookups or {})
     message = result.message()
     if channel is not None:
-        reason = explain(channel, status)
+        reason = explain(channel, status, lookups or {})
         message = f"{reason}. {message}" if message else reason + "."
     return {
         "version": 2,
@@ -123,7 +128,7 @@ def to_v2(result: SensorResult) -> dict:
     }
 
 
-def render(result: SensorResult, fmt: str = "prtg") -> str:
-    """Serialise ``result`` for PRTG (``prtg`` or ``v2``) as compact JSON text."""
-    doc = to_v2(result) if fmt == "v2" else to_legacy(result)
+def render(result: SensorResult, fmt: str = "prtg", lookups: Mapping | None = None) -> str:
+    """Serialise ``result`` for PRTG (``prtg`` or ``v2``, judged with ``lookups``) as compact JSON text."""
+    doc = to_v2(result, lookups) if fmt == "v2" else to_legacy(result)
     return json.dumps(doc, ensure_ascii=True, allow_nan=False, separators=(",", ":"))

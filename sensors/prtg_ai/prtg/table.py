@@ -1,6 +1,11 @@
-"""A human table of a result, for a person testing a sensor at a terminal."""
+"""A human table of a result, for a person testing a sensor at a terminal.
+
+Pure like the rest of ``prtg/``: the lookup definitions come from the caller.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from prtg_ai.prtg.model import Channel, SensorResult
 
@@ -29,14 +34,9 @@ def _value(ch: Channel) -> str:
     return f"{value} {unit}".strip()
 
 
-def _lookup(ch: Channel) -> tuple[str, str]:
-    """State and text of a lookup value, from the pack's lookup definitions."""
-    try:
-        from prtg_ai.catalog.lookups import load_lookups
-
-        lk = load_lookups().get(ch.valuelookup or "")
-    except (OSError, ValueError):
-        lk = None
+def _lookup(ch: Channel, lookups: Mapping) -> tuple[str, str]:
+    """State and text of a lookup value, from the lookup definitions the caller passed."""
+    lk = lookups.get(ch.valuelookup or "")
     if lk is None:
         return "lookup", ""
     state, text = lk.values.get(int(ch.value), (lk.undefined, "undefined value"))
@@ -56,14 +56,15 @@ def _limits(ch: Channel) -> str:
     return text
 
 
-def render_table(result: SensorResult) -> str:
+def render_table(result: SensorResult, lookups: Mapping | None = None) -> str:
+    """The table; ``lookups`` (id -> definition, from ``catalog.lookups``) spells out lookup values."""
     if result.error:
         return f"ERROR  {result.message()}\n"
     rows = [("Channel", "Value", "State", "Limits / lookup")]
     for ch in result.channels:
         value, state, limits = _value(ch), ch.limit_state(), _limits(ch)
         if ch.valuelookup:
-            state, text = _lookup(ch)
+            state, text = _lookup(ch, lookups or {})
             value = f"{int(ch.value)} ({text})" if text else value
             limits = ch.valuelookup
         rows.append((ch.name, value, state.upper() if state != "ok" else "ok", limits))

@@ -4,7 +4,7 @@ reasons, ECC and row remapping, XIDs, PCIe/NVLink traffic, processes, idle-but-h
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep of the GPU named by ``--gpu``),
 and XID lines from the kernel log through ``prtg_ai.backends.xid`` (``/dev/kmsg`` by
 default, or ``--xid-log FILE``); or, with ``--source dcgm``, a dcgm-exporter page through
-``prtg_ai.gpu_sources`` (same channels, XIDs from DCGM). Keeps per-GPU samples (energy, PCIe/NVLink byte
+``prtg_ai.gpu.sources`` (same channels, XIDs from DCGM). Keeps per-GPU samples (energy, PCIe/NVLink byte
 counters, idle-but-held stretch, XID cursor) in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py. No root, except that reading ``/dev/kmsg``
@@ -22,18 +22,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prtg_ai import gpu_sources
+from prtg_ai.gpu import sources as gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.counters import counter_rate
-from prtg_ai.gpu_health import (
+from prtg_ai.maths.counters import counter_rate
+from prtg_ai.gpu.health import (
     BIT_SW_POWER_CAP, IDLE_HELD, decode_reasons, health, idle_held_step, throttle_state, worst_xid,
     worst_xid_code, xid_text,
 )
 from prtg_ai.prtg.model import SensorResult
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 MB = 1_000_000
 KIB = 1024

@@ -114,8 +114,7 @@ def _http_template(gpus: int) -> str:
 
 
 def _ssh_template(gpus: int) -> str:
-    from prtg_ai_installer.layout import SCRIPTSXML
-    from prtg_ai_installer.wrappers import wrapper_name
+    from prtg_ai.build.wrapper_names import SCRIPTSXML, wrapper_name
 
     sensors = []
     for create_id, sid, name, params, priority in _node_sensors(gpus):
@@ -128,8 +127,7 @@ def _ssh_template(gpus: int) -> str:
 
 
 def _spend_template(name: str, sensor_name: str, params: str) -> str:
-    from prtg_ai_installer.layout import EXEXML
-    from prtg_ai_installer.wrappers import wrapper_name
+    from prtg_ai.build.wrapper_names import EXEXML, wrapper_name
 
     sensors = [{"id": "prtgai_gpu_spend", "kind": EXE_ADVANCED_KIND, "name": sensor_name,
                 "fields": [("exefile", wrapper_name(EXEXML, "gpu_spend")), ("exeparams", params),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from prtg_ai.records import record
+from prtg_ai.maths.records import record
 
 MAX_JSON_BYTES = 64 * 1024
 

@@ -82,7 +82,7 @@ def splice_readme(text: str, tables: str) -> str:
 
 def _generated_dirs() -> dict[str, tuple[str, dict[str, str]]]:
     """Folder -> (file pattern, file name -> text) for every folder render owns entirely."""
-    from prtg_ai.templates import render_templates
+    from prtg_ai.build.templates import render_templates
 
     return {"lookups": ("*.ovl", render_lookups()), "device_templates": ("*.odt", render_templates())}
 

@@ -44,7 +44,7 @@ are preferred; a 32-bit data counter stuck at all ones is saturated (no rate, sa
 in the message); error counters (4-16 bit) are reported as changes per scan, never
 as rates. The first scan, a reboot (boot id changed), a counter reset (new < old)
 and a clock step give "collecting baseline" or omit the value, never a negative or
-absurd rate (``prtg_ai.counters``). Every port left out of a total in a scan (no
+absurd rate (``prtg_ai.maths.counters``). Every port left out of a total in a scan (no
 rate: saturated, reset, a rate above the link speed, unreadable) is named in the
 message with the reason.
 
@@ -70,13 +70,13 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from prtg_ai.backends import netdev
+from prtg_ai.backends import netdev, procinfo
 from prtg_ai.backends.netdev import Counter
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.counters import RateResult, counter_delta, counter_rate, is_saturated
+from prtg_ai.maths.counters import RateResult, counter_delta, counter_rate, is_saturated
 from prtg_ai.prtg.model import SensorResult
 
 MAX_PORT_CHANNELS = 8
@@ -651,7 +651,7 @@ class EastWestSensor(Sensor):
     def _read_nvlink(self, proc_root) -> tuple[dict | None, str | None]:
         """Per-GPU NVLink counters, or None; plus a note when they could not be read."""
         mode = self.values["nvlink"]
-        if mode == "off" or (mode == "auto" and not (proc_root / "driver" / "nvidia").exists()):
+        if mode == "off" or (mode == "auto" and not procinfo.nvidia_driver_loaded(proc_root)):
             return None, None  # no NVIDIA driver here: never load NVML
         from prtg_ai.backends.nvml import Nvml
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 from datetime import date, timedelta
 
-from prtg_ai import ce_cache
-from prtg_ai import spend_model as sm
-from prtg_ai.ce_cache import SharedCache
-from prtg_ai.gpu_spend import error_text, usable_parts
+from prtg_ai.gpu_spend import ce_cache
+from prtg_ai.gpu_spend import spend_model as sm
+from prtg_ai.gpu_spend.ce_cache import SharedCache
+from prtg_ai.gpu_spend.gpu_spend import error_text, usable_parts
 from prtg_ai.prtg.model import SensorResult
 
 COST_BACKOFF_S = 900.0

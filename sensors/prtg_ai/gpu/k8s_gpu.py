@@ -23,7 +23,7 @@ A 401 or 403 becomes an error naming the missing token or rule.
 
 from __future__ import annotations
 
-from prtg_ai import k8s_model as km
+from prtg_ai.gpu import k8s_model as km
 from prtg_ai.backends import k8s
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
@@ -91,9 +91,7 @@ class K8sGpuSensor(Sensor):
     def _node_name(self) -> str:
         name = (self.values["node"] or "").strip()
         if not name:
-            import socket
-
-            name = socket.gethostname().split(".")[0]
+            name = k8s.local_node_name()
         if not name or len(name) > 253 or any(c in name for c in "/?#% \t"):
             raise ConfigError("node", f"{name[:60]!r} is not a Kubernetes node name")
         return name
@@ -174,7 +172,7 @@ class K8sGpuSensor(Sensor):
             result.warning = True
             result.note(f"The utilisation source names pod(s) not running on this node with GPUs "
                         f"({', '.join(strangers[:3])}): is --dcgm-url this node's dcgm-exporter?")
-        from prtg_ai.gpu_health import IDLE_HELD, idle_held_step
+        from prtg_ai.gpu.health import IDLE_HELD, idle_held_step
 
         window, idle_util = self.values["idle_window"], self.values["idle_util"]
         store = StateStore(self.ctx.state_dir)
@@ -223,7 +221,7 @@ class K8sGpuSensor(Sensor):
     def _devices_nvml(self, gpu_pods):
         """(key, label, utilisation %, [pods]) per GPU of this node, pods from the processes' cgroups."""
         from prtg_ai.backends.k8s_pods import pod_uid
-        from prtg_ai.gpu_sources import acquire_all
+        from prtg_ai.gpu.sources import acquire_all
 
         acq = acquire_all(self)
         by_uid = {(p.get("metadata") or {}).get("uid"): km.pod_name(p) for p, _ in gpu_pods}

@@ -16,7 +16,6 @@ larger than one save (manual cleanup) restarts the trend.
 
 from __future__ import annotations
 
-import os
 
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
 from prtg_ai.prtg.model import SensorResult
-from prtg_ai.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
+from prtg_ai.maths.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
 
 GIB = 1024 ** 3
 NOT_FILLING_HOURS = 8760.0  # one year: the sentinel for "not filling" (Zabbix uses 1.8e308)
@@ -71,16 +70,8 @@ class CheckpointVolumeSensor(Sensor):
         patterns: list[str] = self.values["pattern"]
 
         policy = self.ctx.policy
-        if policy is not None and policy.paths is not None and hasattr(os, "fstatvfs") and os.scandir in os.supports_fd:
-            # An agent client's folder: read through one descriptor, checked after opening.
-            fd = disk.open_folder(path, policy.paths)
-            try:
-                usage, scan, newest, newest_size, size_complete = self._read(fd, patterns, budget)
-            finally:
-                os.close(fd)
-        else:
-            disk.check_folder(path)
-            usage, scan, newest, newest_size, size_complete = self._read(path, patterns, budget)
+        with disk.opened_folder(path, policy.paths if policy is not None else None) as where:
+            usage, scan, newest, newest_size, size_complete = self._read(where, patterns, budget)
 
         result = SensorResult()
         store = StateStore(self.ctx.state_dir)

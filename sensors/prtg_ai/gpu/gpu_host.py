@@ -2,7 +2,7 @@
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep per GPU) and XID lines from
 the kernel log through ``prtg_ai.backends.xid``; or, with ``--source dcgm``, every GPU on a
-dcgm-exporter page (``prtg_ai.gpu_sources``). Keeps the previous GPU count, the
+dcgm-exporter page (``prtg_ai.gpu.sources``). Keeps the previous GPU count, the
 XID cursor and each GPU's idle-but-held stretch in the state folder.
 
 Needs: the NVIDIA driver and nvidia-ml-py; root (or ``kernel.dmesg_restrict=0``) for
@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import statistics
 
-from prtg_ai import gpu_sources
+from prtg_ai.gpu import sources as gpu_sources
 from prtg_ai.backends import nvml, xid
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note, top_holders
-from prtg_ai.gpu_health import (
+from prtg_ai.gpu.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note, top_holders
+from prtg_ai.gpu.health import (
     BIT_SW_POWER_CAP, HEALTH_LOST, IDLE_HELD, THR_POWER_CAP_SUSTAINED, health, idle_held_step, throttle_state,
     worst_xid, worst_xid_code,
 )
-from prtg_ai.gpu import gpu_params
+from prtg_ai.gpu.gpu import gpu_params
 from prtg_ai.prtg.model import SensorResult
 
 HEALTH_TEXT = ("Ok", "Warning", "Error", "GPU lost")
@@ -51,24 +51,10 @@ def accept_gpu_count(folder) -> int:
     Returns how many sensor instances were marked. The state files are changed under
     the same lock a scan takes, so a running scan never loses the mark.
     """
-    import json
-    import os
-
     marked = 0
-    folder = os.fspath(folder)
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.startswith(f"{GpuHostSensor.id}-") and n.endswith(".json"))
-    except OSError:
-        return 0
-    for name in names:
-        try:
-            with open(os.path.join(folder, name), "rb") as fh:
-                identity = json.loads(fh.read(1 << 20)).get("instance")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if not isinstance(identity, dict):
-            continue
-        with StateStore(folder).session(GpuHostSensor.id, identity, max_samples=1) as state:
+    store = StateStore(folder)
+    for identity in store.identities(GpuHostSensor.id):
+        with store.session(GpuHostSensor.id, identity, max_samples=1) as state:
             if state.fresh:
                 continue
             state.data[ACCEPT_KEY] = True

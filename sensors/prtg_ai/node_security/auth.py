@@ -19,7 +19,7 @@ are never shown.
 
 from __future__ import annotations
 
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 _ADDR = r"([0-9A-Fa-f:.]{2,45}(?:%[\w.-]{1,16})?)"
 _PATTERNS = {

@@ -7,7 +7,7 @@ The lookup values here are the ones in ``catalog/gpu.lookups.csv``; the states
 
 from __future__ import annotations
 
-from prtg_ai.records import record
+from prtg_ai.maths.records import record
 
 # -- clock-event ("throttle") reasons --------------------------------------------------
 # Bits from nvml.h (nvmlClocksEventReason*), identical in NVML 12 and 13.

@@ -28,15 +28,14 @@ names. No log line, user name from a failed login or probe answer is echoed.
 from __future__ import annotations
 
 import fnmatch
-import os
 import sys
 
-from prtg_ai.backends import authlog, listeners, service_probe
+from prtg_ai.backends import authlog, listeners, procinfo, service_probe
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.node_security_services import (
+from prtg_ai.node_security.services import (
     BY_KEY, NOT_HTTP, OPEN, PROTECTED, judge_http, judge_redis, probe_order,
 )
 from prtg_ai.prtg.model import SensorResult
@@ -253,7 +252,7 @@ class NodeSecuritySensor(Sensor):
     def _judge_auth(self, auth, data: dict, now: float):
         if auth is None:
             return None
-        from prtg_ai.node_security_auth import MAX_TRACKED_PIDS, count, syslog_message
+        from prtg_ai.node_security.auth import MAX_TRACKED_PIDS, count, syslog_message
 
         kind, file = auth
         stored = data.get("auth") if isinstance(data.get("auth"), dict) else {}
@@ -296,7 +295,7 @@ class NodeSecuritySensor(Sensor):
         mode = self.values["gpu_processes"]
         if mode == "off":
             return None
-        if mode == "auto" and not os.path.exists(os.path.join(proc_root, "driver", "nvidia")):
+        if mode == "auto" and not procinfo.nvidia_driver_loaded(proc_root):
             result.note("No NVIDIA driver loaded: GPU processes not checked")
             return None
         from prtg_ai.backends import nvml

@@ -16,7 +16,7 @@ import time
 
 from prtg_ai.backends import nvml
 from prtg_ai.core.params import Param
-from prtg_ai.records import field, record
+from prtg_ai.maths.records import field, record
 
 DCGM_TIMEOUT = 10.0  # seconds for dcgm-exporter's page (it answers from its cache)
 PARAMS = (
@@ -83,7 +83,7 @@ def _page(sensor):
 
 def xids(ctx, values: dict, acq: Acquired, cursor):
     """The scan's ``XidView`` and the new cursor: the kernel log (NVML) or DCGM's last-XID gauge."""
-    from prtg_ai.gpu import XidView, collect_xids
+    from prtg_ai.gpu.gpu import XidView, collect_xids
     from prtg_ai.backends import xid
 
     if acq.source != "dcgm":

@@ -24,15 +24,14 @@ is reported as an error, not converted.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from prtg_ai import spend_model as sm
-from prtg_ai.ce_cache import SharedCache
+from prtg_ai.gpu_spend import spend_model as sm
+from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.core.errors import ConfigError
-from prtg_ai.spend_clouds import engine
-from prtg_ai.spend_clouds import params as cp
+from prtg_ai.gpu_spend.clouds import engine
+from prtg_ai.gpu_spend.clouds import params as cp
 
 COST_CATEGORIES = ["Virtual Machines"]
 # MeterSubCategory of GPU VM series ("NCads A100 v4 Series", "NDv2 Series", "NVadsA10 v5 Series Windows"...).
@@ -44,15 +43,14 @@ RUNNING = ("running", "starting")
 PRICE_TTL_S = 86400.0
 MAX_ASSESSED = 50   # VMs whose metrics are read per refresh: two Monitor calls each
 MAX_PRICED = 40     # (region, size) price look-ups per refresh
-SIZES_FILE = os.path.join(os.path.dirname(__file__), "azure_sizes.csv")
+SIZES_FILE = "azure_sizes.csv"  # beside this module
 
 
 def gpu_sizes() -> dict[str, float]:
     """Size name (lower case) -> GPUs per VM, from ``azure_sizes.csv``."""
-    import csv
+    from prtg_ai.data import package_rows
 
-    with open(SIZES_FILE, encoding="utf-8", newline="") as fh:
-        return {row["size"].lower(): float(row["gpus"]) for row in csv.DictReader(fh)}
+    return {row["size"].lower(): float(row["gpus"]) for row in package_rows(__package__, SIZES_FILE)}
 
 
 def parse_cost_rows(answer: dict) -> tuple[dict[str, dict], date | None, list[str]]:

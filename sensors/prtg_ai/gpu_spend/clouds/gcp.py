@@ -22,15 +22,14 @@ idle channels are omitted with a note.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date
 
-from prtg_ai import spend_model as sm
-from prtg_ai.ce_cache import SharedCache
+from prtg_ai.gpu_spend import spend_model as sm
+from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.core.errors import ConfigError
-from prtg_ai.spend_clouds import engine
-from prtg_ai.spend_clouds import params as cp
+from prtg_ai.gpu_spend.clouds import engine
+from prtg_ai.gpu_spend.clouds import params as cp
 
 # UNCONFIRMED: billing SKU descriptions of accelerators and accelerator-optimised machine types
 # ("Nvidia Tesla A100 GPU running in Americas", "A3 Instance Core running in ...", "TPU v5e ...").
@@ -38,7 +37,7 @@ SKU_PATTERN = r"(?i)(\bGPU\b|\bTPU\b|^(A2|A3|A4|G2|G4) )"
 COMPUTE_SERVICE = "6F81-5844-456A"     # Compute Engine in the Cloud Billing Catalog
 TPU_SERVICE = "E000-3F24-B8AA"         # UNCONFIRMED: Cloud TPU's service id in the catalogue
 PRICE_TTL_S = 86400.0
-ACCELERATORS_FILE = os.path.join(os.path.dirname(__file__), "gcp_accelerators.csv")
+ACCELERATORS_FILE = "gcp_accelerators.csv"  # beside this module
 # Machine types with built-in GPUs: (pattern, accelerator type, GPUs from the name's number or a table).
 _BUILT_IN = (  # patterns as strings: compiled on first use (a cache hit never needs them)
     (r"^a2-highgpu-(\d+)g$", "nvidia-tesla-a100"),
@@ -61,11 +60,10 @@ GROUP BY day"""
 
 
 def accelerators() -> dict[str, dict]:
-    import csv
+    from prtg_ai.data import package_rows
 
-    with open(ACCELERATORS_FILE, encoding="utf-8", newline="") as fh:
-        return {row["type"]: {"kind": row["kind"], "sku": row["sku"], "per_unit": float(row["chips_per_unit"])}
-                for row in csv.DictReader(fh)}
+    return {row["type"]: {"kind": row["kind"], "sku": row["sku"], "per_unit": float(row["chips_per_unit"])}
+            for row in package_rows(__package__, ACCELERATORS_FILE)}
 
 
 def instance_gpus(instance: dict) -> list[tuple[str, int]]:

@@ -36,14 +36,14 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
-from prtg_ai import ce_cache
-from prtg_ai import spend_model as sm
-from prtg_ai.ce_cache import SharedCache
+from prtg_ai.gpu_spend import ce_cache
+from prtg_ai.gpu_spend import spend_model as sm
+from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.prtg.model import SensorResult
-from prtg_ai.spend_clouds.params import CLOUD_PARAMS
+from prtg_ai.gpu_spend.clouds.params import CLOUD_PARAMS
 
 IDENTITY_TTL_S = 86400.0        # re-check the account behind the credentials daily (free STS call)
 TYPE_TTL_S = 7 * 86400.0        # instance types' GPU counts change only with new types
@@ -114,7 +114,7 @@ class GpuSpendSensor(Sensor):
               default=1800.0, minimum=600.0, maximum=86400.0, metavar="DURATION"),
         Param("family", "str", "instance families counted as GPU spend (repeatable or comma-separated; "
               "default: every GPU/accelerator family)", multiple=True, metavar="FAMILY"),
-    ) + CLOUD_PARAMS  # --cloud azure|gcp and their scope parameters (prtg_ai.spend_clouds)
+    ) + CLOUD_PARAMS  # --cloud azure|gcp and their scope parameters (prtg_ai.gpu_spend.clouds)
 
     # -- parameters --------------------------------------------------------------
     def _config(self) -> _Config:
@@ -476,7 +476,7 @@ class GpuSpendSensor(Sensor):
 
     def _auto_stop_channels(self, result: SensorResult, now: float) -> None:
         """What ``prtg-ai act stop-idle-gpus`` stopped today on this host (its small daily file, no AWS call)."""
-        from prtg_ai.actions.audit import today_totals
+        from prtg_ai.core.auto_stopped import today_totals
 
         count, usd = today_totals(self.ctx.state_path, now)
         result.add(self.channel("auto_stopped_today", count))
@@ -534,13 +534,13 @@ class GpuSpendSensor(Sensor):
 
 
 def _other_cloud(sensor: GpuSpendSensor, cloud: str) -> SensorResult:
-    """Azure and Google Cloud: the same channels from ``prtg_ai.spend_clouds`` (imported only for them)."""
-    from prtg_ai.spend_clouds import engine
+    """Azure and Google Cloud: the same channels from ``prtg_ai.gpu_spend.clouds`` (imported only for them)."""
+    from prtg_ai.gpu_spend.clouds import engine
 
     if cloud == "azure":
-        from prtg_ai.spend_clouds.azure import Provider
+        from prtg_ai.gpu_spend.clouds.azure import Provider
     else:
-        from prtg_ai.spend_clouds.gcp import Provider
+        from prtg_ai.gpu_spend.clouds.gcp import Provider
     return engine.run(sensor, Provider(sensor))
 
 

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from prtg_ai import inference_metrics as im
+from prtg_ai.inference import metrics as im
 from prtg_ai.backends import http_metrics
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
 from prtg_ai.prtg.model import SensorResult
-from prtg_ai.trend import least_squares_slope
+from prtg_ai.maths.trend import least_squares_slope
 
 MIB = 1024 ** 2
 MAX_SAMPLES = 720

@@ -1,0 +1,1 @@
+"""Build-time renderers: README/doc tables, lookups (.ovl) and device templates (.odt) from the catalogue."""

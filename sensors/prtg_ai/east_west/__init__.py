@@ -1,0 +1,1 @@
+"""The east_west sensor (fabric traffic: NICs, InfiniBand/RoCE, NVLink)."""
