@@ -7,7 +7,7 @@ module, the CLI argument, the HTTP path, the catalogue file and the testcases fo
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from prtg_ai.core.errors import ConfigError
 
@@ -34,4 +34,7 @@ def get(sensor_id: str):
         shown = sensor_id if len(sensor_id) <= 60 else sensor_id[:57] + "..."
         raise ConfigError(None, f"Unknown sensor {shown!r}. Known sensors: {', '.join(sensor_ids())}")
     module_name, class_name = entry
-    return getattr(importlib.import_module(module_name), class_name)
+    # __import__ rather than importlib.import_module: the scan's path does not load
+    # importlib's Python layer (and warnings) for one call (start-up rows, benchmarks/).
+    __import__(module_name)
+    return getattr(sys.modules[module_name], class_name)

@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
 
-from prtg_ai.gpu_spend import ce_cache
-from prtg_ai.gpu_spend import spend_model as sm
-from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.core.errors import ConfigError, SensorError
 from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
-from prtg_ai.prtg.model import SensorResult
+from prtg_ai.gpu_spend import ce_cache
+from prtg_ai.gpu_spend import spend_model as sm
+from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.gpu_spend.clouds.params import CLOUD_PARAMS
+from prtg_ai.maths.dates import datetime, timedelta, timezone
+from prtg_ai.prtg.model import SensorResult
 
 IDENTITY_TTL_S = 86400.0        # re-check the account behind the credentials daily (free STS call)
 TYPE_TTL_S = 7 * 86400.0        # instance types' GPU counts change only with new types

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
+
+from prtg_ai.maths.dates import date, datetime, timedelta, timezone
 
 # No dataclasses, calendar or typing at run time: a script sensor pays every import on every scan.
 TYPE_CHECKING = False

@@ -23,11 +23,10 @@ idle channels are omitted with a note.
 from __future__ import annotations
 
 import re
-from datetime import date
 
+from prtg_ai.core.errors import ConfigError
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
-from prtg_ai.core.errors import ConfigError
 from prtg_ai.gpu_spend.clouds import engine
 from prtg_ai.gpu_spend.clouds import params as cp
 
