@@ -108,11 +108,12 @@ class Exchange:
         deadline: monotonic time at which everything ends, whatever the server does.
         policy: the agent client's ``ClientPolicy``, or None in script mode.
         monotonic: clock of ``deadline``.
+        ca_file: a CA bundle to verify an https server with (a cluster's own CA), instead of the system's.
     """
 
     def __init__(self, url: str, method: str = "GET", body: bytes | None = None, headers=None,
-                 deadline: float = 0.0, policy=None, monotonic=time.monotonic):
-        self.url, self.method, self.payload = url, method, body
+                 deadline: float = 0.0, policy=None, monotonic=time.monotonic, ca_file: str | None = None):
+        self.url, self.method, self.payload, self.ca_file = url, method, body, ca_file
         self.headers = dict(headers or {})
         self.deadline, self.policy, self.monotonic = deadline, policy, monotonic
         self.status = 0
@@ -169,7 +170,8 @@ class Exchange:
             import ssl
 
             try:
-                self._sock = ssl.create_default_context().wrap_socket(self._sock, server_hostname=parts.hostname)
+                context = ssl.create_default_context(cafile=self.ca_file)
+                self._sock = context.wrap_socket(self._sock, server_hostname=parts.hostname)
             except (ssl.SSLError, ssl.CertificateError):
                 raise self._fail("tls") from None
             except OSError:

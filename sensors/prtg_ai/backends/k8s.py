@@ -1,7 +1,7 @@
 """Kubernetes API server access for ``k8s_gpu`` and the pod names in GPU messages.
 
-Reads, with ``requests`` over the API server's REST interface (no client library:
-two GET shapes are all the pack needs):
+Reads, with ``bounded_http`` over the API server's REST interface (no client
+library: two GET shapes are all the pack needs):
 
 * ``GET /api/v1/nodes/{name}`` (RBAC: ``get`` on ``nodes``);
 * ``GET /api/v1/pods`` or ``/api/v1/namespaces/{ns}/pods`` with ``fieldSelector`` and
@@ -14,9 +14,9 @@ $KUBERNETES_SERVICE_PORT``, and the service-account token and ``ca.crt`` under
 tests and out-of-cluster probes point elsewhere).
 
 Bounded and careful with the token: every response body has a byte cap and the whole
-call a time limit; redirects are never followed and proxies from the environment are
-ignored, so the token only ever goes to the configured API server; the token is never
-put into a message.
+call a time limit; the name is resolved once and the connection made to a checked
+address; redirects are never followed and no proxy is used, so the token only ever
+goes to the configured API server; the token is never put into a message.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ MAX_TOKEN_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # one page of 500 pods with managedFields is a few MB
 PAGE_LIMIT = 500
 MAX_PAGES = 40  # 20,000 pods: beyond that a per-namespace scope is the right tool
-CHUNK = 64 * 1024
 USER_AGENT = "prtg-ai k8s_gpu"
 # The RBAC rule each request needs, named in a 403 message.
 RULES = {
@@ -41,6 +40,8 @@ RULES = {
 }
 KNOWN_REASONS = ("Unauthorized", "Forbidden", "NotFound", "TooManyRequests", "InternalError", "ServiceUnavailable",
                  "Timeout", "BadRequest", "MethodNotAllowed", "NotAcceptable", "Expired")
+DESTINATION_REFUSED = ("this agent does not connect there: through the agent, the API server must lie inside "
+                       "its --allow-url (link-local addresses never)")
 RBAC_HINT = ("Apply installer/assets/kubernetes/prtg-ai-rbac.yaml (ClusterRole prtg-ai-k8s-gpu bound to the "
              "agent's ServiceAccount).")
 
@@ -113,8 +114,7 @@ def check_destination(api_url: str, policy, timeout: float) -> None:
         checked_addresses(api_url, policy, timeout)
     except HttpFailure as exc:
         if exc.kind == "destination":
-            raise ConfigError("api_url", "this agent does not connect there: through the agent, the API server "
-                                         "must lie inside its --allow-url (link-local addresses never)") from None
+            raise ConfigError("api_url", DESTINATION_REFUSED) from None
         # Unresolvable: the request itself reports it as unreachable.
 
 
@@ -142,23 +142,21 @@ def config(api_url: str | None, token_file: str | None, ca_file: str | None, env
 
 
 class Api:
-    """GETs against one API server, each bounded in bytes and time."""
+    """GETs against one API server, each bounded in bytes and time (``bounded_http``).
 
-    def __init__(self, cfg: ApiConfig, monotonic=time.monotonic):
-        import requests
+    The token goes only to an address that was checked against the agent client's
+    policy when the connection is made (one DNS lookup, no redirect followed), so a
+    name that resolves differently the second time cannot take it elsewhere.
+    """
 
+    def __init__(self, cfg: ApiConfig, monotonic=time.monotonic, policy=None):
         self.cfg = cfg
         self.monotonic = monotonic
+        self.policy = policy
         self.deadline = monotonic() + cfg.timeout
-        self.requests = requests
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy from the environment sees the token
-        self.session.headers["User-Agent"] = USER_AGENT
-        self.session.headers["Accept"] = "application/json"
-        self.session.verify = cfg.ca_file if cfg.ca_file else True
 
     def close(self) -> None:
-        self.session.close()
+        pass  # one connection per request: nothing stays open between them
 
     def __enter__(self) -> "Api":
         return self
@@ -168,22 +166,23 @@ class Api:
 
     def get(self, path: str, params: dict | None = None, resource: str = "pods") -> dict:
         """GET ``path`` (relative to the API server) and return the decoded JSON object."""
-        left = self.deadline - self.monotonic()
-        if left <= 0:
+        from urllib.parse import urlencode
+
+        from prtg_ai.backends.bounded_http import Exchange, HttpFailure
+
+        if self.deadline - self.monotonic() <= 0:
             raise ApiError(f"The API server at {self.cfg.url} did not answer within {self.cfg.timeout:g} s.",
                            "Is it overloaded? Raise --timeout.")
-        url = self.cfg.url + path
-        headers = {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else {}
+        url = self.cfg.url + path + (f"?{urlencode(params)}" if params else "")
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self.cfg.token:
+            headers["Authorization"] = f"Bearer {self.cfg.token}"
         try:
-            with self.session.get(url, params=params, headers=headers, stream=True, allow_redirects=False,
-                                  timeout=(min(3.0, left), left)) as response:
-                status = response.status_code
-                body = self._read(response)
-        except self.requests.exceptions.SSLError:
-            raise ApiError(f"TLS verification of the API server at {self.cfg.url} failed.",
-                           "Give --ca-file with the cluster's CA (the service account's ca.crt).") from None
-        except self.requests.RequestException as exc:
-            raise _unreachable(self.cfg.url, exc) from None
+            with Exchange(url, headers=headers, deadline=self.deadline, policy=self.policy,
+                          monotonic=self.monotonic, ca_file=self.cfg.ca_file) as exchange:
+                status, body = exchange.status, exchange.body(MAX_BODY_BYTES)
+        except HttpFailure as exc:
+            raise _failure(self.cfg, exc.kind) from None
         if status == 200:
             try:
                 doc = json.loads(body)
@@ -195,18 +194,6 @@ class Api:
                                "Is --api-url the Kubernetes API server?")
             return doc
         raise _status_error(self.cfg.url, status, body, resource)
-
-    def _read(self, response) -> bytes:
-        data = bytearray()
-        for chunk in response.iter_content(CHUNK):
-            data += chunk
-            if len(data) > MAX_BODY_BYTES:
-                raise ApiError(f"The API server at {self.cfg.url} sent more than {MAX_BODY_BYTES // 2**20} MiB "
-                               "in one answer.", "Narrow the scope with --namespace.")
-            if self.monotonic() > self.deadline:
-                raise ApiError(f"The API server at {self.cfg.url} did not finish answering within "
-                               f"{self.cfg.timeout:g} s.", "Raise --timeout or narrow the scope with --namespace.")
-        return bytes(data)
 
     def node(self, name: str) -> dict:
         from urllib.parse import quote
@@ -243,13 +230,22 @@ class Api:
                        "Narrow the scope with --namespace.")
 
 
-def _unreachable(url: str, exc: Exception) -> ApiError:
-    import requests
-
-    if isinstance(exc, requests.Timeout):
-        return ApiError(f"No answer from the API server at {url} within the timeout.",
-                        "Is the API server reachable from here (network policy, firewall)? Raise --timeout if slow.")
-    return ApiError(f"Cannot connect to the API server at {url} ({type(exc).__name__}).",
+def _failure(cfg: ApiConfig, kind: str) -> SensorError:
+    """The error for an exchange that failed (``bounded_http`` kinds); nothing the server sent is echoed."""
+    url = cfg.url
+    if kind == "destination":
+        return ConfigError("api_url", DESTINATION_REFUSED)
+    if kind == "tls":
+        return ApiError(f"TLS verification of the API server at {url} failed.",
+                        "Give --ca-file with the cluster's CA (the service account's ca.crt).")
+    if kind == "timeout":
+        return ApiError(f"No complete answer from the API server at {url} within {cfg.timeout:g} s.",
+                        "Is the API server reachable from here (network policy, firewall)? Raise --timeout if slow, "
+                        "or narrow the scope with --namespace.")
+    if kind == "too_large":
+        return ApiError(f"The API server at {url} sent more than {MAX_BODY_BYTES // 2**20} MiB in one answer.",
+                        "Narrow the scope with --namespace.")
+    return ApiError(f"Cannot connect to the API server at {url} ({kind}).",
                     "Check --api-url (in a pod: KUBERNETES_SERVICE_HOST/PORT), DNS, and network policies "
                     "between this pod and the API server.")
 

@@ -66,7 +66,7 @@ class K8sGpuSensor(Sensor):
     def run(self) -> SensorResult:
         node_name = self._node_name()
         cfg = self._api_config()
-        with k8s.Api(cfg, self.ctx.monotonic) as api:
+        with k8s.Api(cfg, self.ctx.monotonic, self.ctx.policy) as api:
             node = api.node(node_name)
             running = api.pods(f"spec.nodeName={node_name},status.phase=Running")
             pending = api.pods("status.phase=Pending,spec.nodeName=", self.values["namespace"])
