@@ -25,7 +25,7 @@ from prtg_ai.core.errors import ConfigError
 
 MAX_VALUE_LEN = 4096
 PLACEHOLDER_PREFIX = "prtg_"  # PRTG placeholder env names; the PSA JSON key is the rest
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION = r"(?i)^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$"  # compiled on first use (re caches it)
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -125,7 +125,7 @@ class Param:
 
 
 def parse_duration(name: str, raw: str) -> float:
-    match = _DURATION.match(raw)
+    match = re.match(_DURATION, raw)
     if not match:
         raise ConfigError(name, f"{raw!r} is not a duration; use a number with s, m, h, d or w, e.g. 6h or 30m")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]

@@ -41,7 +41,7 @@ from prtg_ai.core.sensor import Sensor
 from prtg_ai.gpu_spend import ce_cache
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
-from prtg_ai.gpu_spend.clouds.params import CLOUD_PARAMS
+from prtg_ai.gpu_spend.cloud_params import CLOUD_PARAMS
 from prtg_ai.maths.dates import datetime, timedelta, timezone
 from prtg_ai.prtg.model import SensorResult
 

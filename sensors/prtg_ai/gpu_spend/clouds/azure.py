@@ -27,10 +27,10 @@ from __future__ import annotations
 import re
 
 from prtg_ai.core.errors import ConfigError
+from prtg_ai.gpu_spend import cloud_params as cp
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.gpu_spend.clouds import engine
-from prtg_ai.gpu_spend.clouds import params as cp
 
 COST_CATEGORIES = ["Virtual Machines"]
 # MeterSubCategory of GPU VM series ("NCads A100 v4 Series", "NDv2 Series", "NVadsA10 v5 Series Windows"...).
