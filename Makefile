@@ -20,7 +20,7 @@ bench: $(VENV)/.installed
 bench-quick: $(VENV)/.installed
 	$(PY) benchmarks/run.py --quick
 
-# The whole reliability suite (PRTG_AI_RELIABILITY=full): counts in benchmarks/results/ and the README.
+# The whole reliability suite (PRTG_AI_RELIABILITY=full): counts in benchmarks/results/ and docs/benchmarks.md.
 reliability: $(VENV)/.installed
 	$(PY) tests/reliability/report.py
 

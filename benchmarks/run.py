@@ -1,9 +1,11 @@
-"""Run every benchmark in this folder and print one table; write JSON results and the README table.
+"""Run every benchmark in this folder and print one table; write JSON results and the docs table.
 
 Usage: python benchmarks/run.py [--quick] [--no-readme] [--only NAME ...]
 Every figure is a ratio against a baseline measured in the same run (medians of repeated runs).
-``--quick`` (a smoke run, under 2 minutes on 2 cores) never touches the README; the full
-run (under 15 minutes) writes the table between the README's benchmark markers.
+``--quick`` (a smoke run, under 2 minutes on 2 cores) and ``--only`` never touch the docs; the
+full run (under 15 minutes) marks its results file ``"complete": true`` and writes the table
+into the ``benchmarks`` block of docs/benchmarks.md, as ``prtg-ai render`` renders it from
+the newest complete results file (``--no-readme`` leaves that to ``prtg-ai render``).
 """
 
 from __future__ import annotations
@@ -20,24 +22,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
 
+from prtg_ai.build.reports import benchmark_block, benchmark_table  # noqa: E402
+from prtg_ai.build.splice import splice_file  # noqa: E402
+
 BENCHMARKS = ["bench_startup", "bench_spend_startup", "bench_k8s_startup", "bench_probe_cost", "bench_agent",
               "bench_ce_requests", "bench_checkpoint_scan", "bench_cloud_spend", "bench_cloud_spend_startup"]
-BEGIN = "<!-- BEGIN GENERATED: benchmarks (make bench) -->"
-END = "<!-- END GENERATED: benchmarks -->"
-
-
-def table(rows: list[dict]) -> str:
-    lines = ["| Benchmark | Baseline (same run) | Ratio | Target | Met | Detail |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['benchmark']} | {r['baseline']} | {r['ratio']} | {r['target']} | "
-                     f"{'yes' if r['ok'] else 'NO'} | {r['detail']} |")
-    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmark modules")
     args = parser.parse_args()
     rows: list[dict] = []
@@ -52,19 +47,16 @@ def main() -> int:
     where = machine()
     print(f"prtg-ai benchmarks{' (quick)' if args.quick else ''}, {when}, {where}, "
           f"{time.monotonic() - started:.0f} s\n")
-    print(table(rows))
+    print(benchmark_table(rows))
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (results / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(
-        json.dumps({"when": when, "machine": where, "quick": args.quick, "rows": rows}, indent=1))
-    readme = HERE.parent / "README.md"
-    if not args.no_readme and not args.quick and not args.only and readme.is_file():
-        text = readme.read_text(encoding="utf-8")
-        start, end = text.find(BEGIN), text.find(END)
-        if start >= 0 and end >= 0:
-            block = f"{BEGIN}\nMeasured {when} on {where}.\n\n{table(rows)}\n{END}"
-            readme.write_text(text[:start] + block + text[end + len(END):], encoding="utf-8")
+    complete = not args.quick and not args.only  # every module, full repeats: what the docs show
+    doc = {"when": when, "machine": where, "quick": args.quick, "complete": complete, "rows": rows}
+    (results / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(json.dumps(doc, indent=1))
+    page = HERE.parent / "docs" / "benchmarks.md"
+    if complete and not args.no_readme and page.is_file():
+        splice_file(page, "benchmarks", benchmark_block(doc))
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -146,20 +146,23 @@ def accept_gpu_count_cmd(state_dirs: tuple[str, ...]) -> None:
 @cli.command("render")
 @click.option("--check", is_flag=True, help="Exit 1 if a generated file is stale; write nothing.")
 def render_cmd(check: bool) -> None:
-    """Regenerate lookups and README channel tables from the catalogue (in a checkout)."""
+    """Regenerate lookups, device templates and the generated blocks of README.md and docs/ (in a checkout)."""
     from prtg_ai.build.artifacts import stale_files, write_files
     from prtg_ai.data import repo_root
 
     root = repo_root()
     if root is None:
         raise click.ClickException("render works in a source checkout of prtg-ai")
-    if check:
-        stale = stale_files(root)
-        for p in stale:
-            click.echo(f"stale: {p.relative_to(root)}", err=True)
-        sys.exit(1 if stale else 0)
-    for p in write_files(root):
-        click.echo(f"wrote {p.relative_to(root)}")
+    try:
+        if check:
+            stale = stale_files(root)
+            for p in stale:
+                click.echo(f"stale: {p.relative_to(root)}", err=True)
+            sys.exit(1 if stale else 0)
+        for p in write_files(root):
+            click.echo(f"wrote {p.relative_to(root)}")
+    except ValueError as exc:  # a broken or unknown generated-block marker: say where
+        raise click.ClickException(str(exc)) from None
 
 
 def _read_lines(path: str | None, option: str) -> list[str]:

@@ -1,5 +1,5 @@
 """Right on first contact, as a new PRTG administrator: empty PRTG tree -> ``install --role core
---agent-token-file`` -> the agent started as the README says (node settings with
+--agent-token-file`` -> the agent started as docs/agent.md says (node settings with
 ``--sensor-defaults``) -> every URL of every installed HTTP template, ``%host`` replaced,
 answers a valid, non-error PRTG result. No hand edits.
 
@@ -70,7 +70,7 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path, certific
     for path in (REPO / "device_templates").glob("*.odt"):
         assert TOKEN not in path.read_text()  # the repository's templates carry no token
 
-    # 2. The node: a checkpoint folder, a model server, the agent as the README starts it.
+    # 2. The node: a checkpoint folder, a model server, the agent as docs/agent.md starts it.
     ckpt = tmp_path / "data" / "checkpoints"
     (ckpt / "checkpoint-100").mkdir(parents=True)
     (ckpt / "checkpoint-100" / "model.safetensors").write_bytes(b"x" * 65536)

@@ -6,7 +6,7 @@ and a long part marked ``reliability_slow`` that runs only with
 two (hypothesis examples, fault positions, process counts) come from ``sized``.
 
 Tests add to ``TALLY`` what they tried (``cases``) and what they broke on purpose
-(``faults``); ``conftest.py`` turns it into the report ``report.py`` writes into the README.
+(``faults``); ``conftest.py`` turns it into the report ``report.py`` writes into docs/benchmarks.md.
 """
 
 from __future__ import annotations

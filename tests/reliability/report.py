@@ -1,4 +1,4 @@
-"""Run the reliability suite and write its counts into the README's "Reliability" block.
+"""Run the reliability suite and write its counts into the "reliability" block of docs/benchmarks.md.
 
 Usage (from the repository root; ``make reliability`` / ``make reliability-quick``)::
 
@@ -11,7 +11,8 @@ corrupt files, a held lock), the state concurrency test
 (``tests/unit/test_trend_and_counters.py``). The full run sets
 ``PRTG_AI_RELIABILITY=full``; the conftest plugin writes
 ``benchmarks/results/reliability-<stamp>.json`` (cases tried, faults injected,
-failures, per group), and the full run (not ``--quick``) writes the README block from it.
+failures, per group), and the full run (not ``--quick``) writes the docs block from it, as
+``prtg-ai render`` renders it from the newest full run's file.
 Exits with pytest's status.
 """
 
@@ -24,53 +25,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prtg_ai.build.reports import reliability_block
+from prtg_ai.build.splice import splice_file
+
 REPO = Path(__file__).resolve().parents[2]
-BEGIN = "<!-- BEGIN GENERATED: reliability -->"
-END = "<!-- END GENERATED: reliability -->"
 TARGETS = ["tests/reliability", "tests/unit/test_state_store.py", "tests/e2e/test_state_concurrency.py",
            "tests/unit/test_trend_and_counters.py"]
 
 
-def block(doc: dict) -> str:
-    t = doc["totals"]
-    lines = [
-        BEGIN,
-        f"Run {doc['when']} ({doc['mode']}: `make reliability`) on {doc['machine']}: "
-        f"**{t['cases']:,} cases tried, {t['faults']:,} faults injected, {t['failures']} failures**"
-        + (f", {t['known_bugs']} known bugs recorded as strict xfail (see below)" if t.get("known_bugs") else "")
-        + ".",
-        "",
-        "| Part | Tests | Cases tried | Faults injected | Failures | Known bugs (xfail) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, g in doc["groups"].items():
-        lines.append(f"| {name} | {g['tests']:,} | {g['cases']:,} | {g['faults']:,} | {g['failures']} | "
-                     f"{g.get('known_bugs', 0)} |")
-    lines.append(f"| **total** | {t['tests']:,} | {t['cases']:,} | {t['faults']:,} | {t['failures']} | "
-                 f"{t.get('known_bugs', 0)} |")
-    if doc.get("known_bugs"):
-        lines += ["", "Known bugs (each a strict xfail: the fix turns it into a failure until the mark is removed):", ""]
-        lines += [f"- `{b['test']}`: {b['reason']}" for b in doc["known_bugs"]]
-    lines += ["", "Cases: hypothesis examples, fuzzed requests, sensor runs and processes (one per test where a "
-                  "test does not count its own). Faults: NVML errors raised mid-sweep, AWS requests killed, corrupt "
-                  "or unreadable counters, clock steps and resets, full / read-only / corrupt / locked state.", END]
-    return "\n".join(lines)
-
-
-def write_readme(doc: dict, readme: Path = REPO / "README.md") -> bool:
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < 0:
-        print(f"README.md has no {BEGIN} ... {END} block; not written", file=sys.stderr)
-        return False
-    readme.write_text(text[:start] + block(doc) + text[end + len(END):], encoding="utf-8")
-    return True
+def write_docs(doc: dict, page: Path = REPO / "docs" / "benchmarks.md") -> bool:
+    """Write the counts into the page's reliability block; True when the page changed."""
+    return splice_file(page, "reliability", reliability_block(doc))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick part only (what CI runs)")
-    parser.add_argument("--no-readme", action="store_true", help="do not write the README block")
+    parser.add_argument("--no-readme", action="store_true", help="do not write the docs block")
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
     import datetime as dt
@@ -86,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no report at {out}", file=sys.stderr)
         return status or 1
     doc = json.loads(out.read_text(encoding="utf-8"))
-    print("\n" + block(doc))
+    print("\n" + reliability_block(doc))
     if not args.quick and not args.no_readme:
-        write_readme(doc)
-        print("README.md Reliability block written")
+        write_docs(doc)
+        print("docs/benchmarks.md reliability block written")
     return status
 
 

@@ -7,7 +7,7 @@ Every test in this folder reproduces one attack of issue 14 against real parts
 receive, FIFOs, device files, symlink races, slow sockets, an unprivileged user)
 and asserts two things: the attack fails, and the legitimate poll still works.
 ``TALLY`` counts attempts and leaks; the suite's summary line prints them (the
-README's Security section quotes that line).
+docs/security.md quotes that line).
 """
 
 from __future__ import annotations

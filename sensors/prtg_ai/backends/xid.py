@@ -168,7 +168,7 @@ def read_log(path: Path, roots=None) -> LogRead:
         return LogRead(None, source, f"{source} does not exist")
     except PermissionError:
         return LogRead(None, source, f"no permission to read {source} (kernel.dmesg_restrict=1 limits it to root "
-                                     "or CAP_SYSLOG; README: XIDs)")
+                                     "or CAP_SYSLOG; docs/agent.md: XIDs)")
     except OSError as exc:
         return LogRead(None, source, f"{source} cannot be read ({exc.strerror or exc})")
     try:

@@ -1,1 +1,1 @@
-"""Build-time renderers: README/doc tables, lookups (.ovl) and device templates (.odt) from the catalogue."""
+"""Build-time renderers: lookups (.ovl), device templates (.odt) and the generated blocks of the docs."""

@@ -1,7 +1,8 @@
-"""Render the generated artefacts from the catalogue: lookups, device templates, README tables.
+"""Render the generated artefacts: lookups, device templates, and the generated blocks of the docs.
 
 ``prtg-ai render`` writes them; ``prtg-ai render --check`` (and a test) fails when a
-committed file differs from what the catalogue gives. Never edit them by hand.
+committed file differs from what its source gives (the catalogue and registry; for the
+benchmark and reliability blocks, the newest recorded run). Never edit them by hand.
 """
 
 from __future__ import annotations
@@ -10,12 +11,8 @@ from pathlib import Path
 
 import jinja2
 
-from prtg_ai.catalog import load
+from prtg_ai.build.docs import expected_pages
 from prtg_ai.catalog.lookups import load_lookups
-from prtg_ai.core.registry import sensor_ids
-
-README_BEGIN = "<!-- BEGIN GENERATED: channel tables (prtg-ai render) -->"
-README_END = "<!-- END GENERATED: channel tables -->"
 
 _ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
 _OVL = _ENV.from_string("""<?xml version="1.0" encoding="UTF-8"?>
@@ -35,51 +32,6 @@ def render_lookups() -> dict[str, str]:
     return {f"{lk.id}.ovl": _OVL.render(lk=lk) for lk in load_lookups().values()}
 
 
-def _unit(spec) -> str:
-    if spec.lookup:
-        return f"lookup `{spec.lookup}`"
-    if spec.unit == "Custom":
-        return spec.customunit or "Custom"
-    return spec.unit
-
-
-def _limits(spec) -> str:
-    parts = []
-    for label, key in (("max error", "limitmaxerror"), ("max warning", "limitmaxwarning"),
-                       ("min warning", "limitminwarning"), ("min error", "limitminerror")):
-        value = getattr(spec, key)
-        if value is not None:
-            parts.append(f"{label} {value:g}")
-    if parts and not spec.limitmode:
-        parts.append("(off by default)")
-    return ", ".join(parts) or "—"
-
-
-def render_channel_tables() -> str:
-    """Markdown tables of every sensor's channels, from the catalogue."""
-    out = [README_BEGIN, ""]
-    for sensor in sensor_ids():
-        out.append(f"#### `{sensor}`")
-        out.append("")
-        out.append("| Channel | v2 id | Unit | Float | Default limits | Description |")
-        out.append("|---|---|---|---|---|---|")
-        for spec in load(sensor):
-            ids = str(spec.v2_id) if spec.v2_span == 1 else f"{spec.v2_id}–{spec.v2_id + spec.v2_span - 1}"
-            desc = spec.description.replace("|", "\\|")
-            out.append(f"| {spec.name} | {ids} | {_unit(spec)} | {'yes' if spec.float else 'no'} "
-                       f"| {_limits(spec)} | {desc} |")
-        out.append("")
-    out.append(README_END)
-    return "\n".join(out)
-
-
-def splice_readme(text: str, tables: str) -> str:
-    start, end = text.find(README_BEGIN), text.find(README_END)
-    if start < 0 or end < 0:
-        raise ValueError("README.md lacks the generated-table markers")
-    return text[:start] + tables + text[end + len(README_END):]
-
-
 def _generated_dirs() -> dict[str, tuple[str, dict[str, str]]]:
     """Folder -> (file pattern, file name -> text) for every folder render owns entirely."""
     from prtg_ai.build.templates import render_templates
@@ -92,8 +44,7 @@ def expected_files(root: Path) -> dict[Path, str]:
     files = {}
     for folder, (_, rendered) in _generated_dirs().items():
         files.update({root / folder / name: text for name, text in rendered.items()})
-    readme = root / "README.md"
-    files[readme] = splice_readme(readme.read_text(encoding="utf-8"), render_channel_tables())
+    files.update(expected_pages(root))
     return files
 
 

@@ -22,7 +22,7 @@ staleness by a test:
 The node templates set ``expected_gpus`` on ``gpu_host``; the checkpoint folder is a
 node setting (``--sensor-defaults checkpoint_volume="--path DIR"``).
 
-What PRTG documents and what is guessed (see README, "Facts we could not confirm"):
+What PRTG documents and what is guessed (see docs/unconfirmed.md):
 the ``devicetemplate`` / ``check`` / ``create`` / ``createdata`` structure and the
 ``exexml`` fields (``exefile``, ``exeparams``, ``interval``, ``tags``, ``priority``)
 come from KB 5833 and public generators; ``sshscriptxml`` is a confirmed kind id.
@@ -50,8 +50,8 @@ SPEND_INTERVAL = 900  # Cost Explorer data lags hours; 15 min keeps the probe an
 # setting is missing answers an error naming the exact line to add.
 # UNCONFIRMED: whether PRTG substitutes a device credential placeholder inside an HTTP
 # Data Advanced URL. If it does, "token=%linuxpassword" in a template would keep the
-# token in PRTG's device credentials; unused until confirmed (README, "Facts we could
-# not confirm"): install --agent-token-file is the supported way.
+# token in PRTG's device credentials; unused until confirmed (docs/unconfirmed.md):
+# install --agent-token-file is the supported way.
 URL_CREDENTIAL_PLACEHOLDER = "%linuxpassword"
 INFERENCE_BASELINES = ("Requests Waiting", "Time To First Token p95")
 # dcgm-exporter as the GPU Operator deploys it, seen from the agent: port 9400 on the node's
@@ -175,7 +175,7 @@ def add_token(odt: str, token: str) -> str:
     """Append ``token=<token>`` to every HTTP URL of a rendered template.
 
     The shipped templates carry no token (it must never enter the repository); the
-    installer adds it with ``install --agent-token-file`` (see README, "Templates that
+    installer adds it with ``install --agent-token-file`` (see docs/installer.md, "Templates that
     authenticate"). The token is URL-encoded, then XML-escaped like every value here.
     """
     import re
