@@ -2,8 +2,12 @@
 
 Reads: NVML through ``prtg_ai.backends.nvml`` (one sweep per GPU) and XID lines from
 the kernel log through ``prtg_ai.backends.xid``; or, with ``--source dcgm``, every GPU on a
-dcgm-exporter page (``prtg_ai.gpu.sources``). Keeps the previous GPU count, the
-XID cursor and each GPU's idle-but-held stretch in the state folder.
+dcgm-exporter page (``prtg_ai.gpu.sources``). Keeps the previous and highest GPU count,
+the XID cursor and, per GPU, its idle-but-held stretch, power-cap bit and XID history in
+the state folder.
+
+A scan runs in three steps: acquire (``sources``), evaluate each GPU (``evaluate.evaluate``,
+the same verdict the ``gpu`` sensor gives), then the roll-ups and the message (here).
 
 Needs: the NVIDIA driver and nvidia-ml-py; root (or ``kernel.dmesg_restrict=0``) for
 the XID part of the health roll-up.
@@ -25,17 +29,14 @@ from __future__ import annotations
 
 import statistics
 
-from prtg_ai.gpu import sources as gpu_sources
-from prtg_ai.backends import nvml, xid
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
-from prtg_ai.gpu.gpu import MAX_CHANNELS, held_codes, is_held, margin, permission_note, top_holders
-from prtg_ai.gpu.health import (
-    BIT_SW_POWER_CAP, HEALTH_LOST, IDLE_HELD, THR_POWER_CAP_SUSTAINED, health, idle_held_step, throttle_state,
-    worst_xid, worst_xid_code,
-)
-from prtg_ai.gpu.gpu import gpu_params
+from prtg_ai.gpu import sources
+from prtg_ai.gpu.evaluate import evaluate, kept_from, policy_of
+from prtg_ai.gpu.health import HEALTH_LOST
+from prtg_ai.maths.records import record
 from prtg_ai.prtg.model import SensorResult
+from prtg_ai.prtg.units import CHANNEL_LIMIT
 
 HEALTH_TEXT = ("Ok", "Warning", "Error", "GPU lost")
 ACCEPT_KEY = "accept_count"
@@ -43,6 +44,34 @@ ACCEPT_KEY = "accept_count"
 
 def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+@record
+class Host:
+    """One scan of the node: every GPU's sample with its verdict, and the node's counts."""
+
+    acq: sources.Acquired
+    verdicts: list            # one evaluate.Verdict per sample, in the same order
+    view: sources.XidView
+    prev_count: int | None
+    missing: int
+
+    @property
+    def judged(self):
+        return list(zip(self.acq.samples, self.verdicts))
+
+    @property
+    def worst(self) -> int:
+        levels = [v.health for v in self.verdicts] + [HEALTH_LOST] * len(self.acq.lost)
+        return max(levels, default=0)
+
+    @property
+    def utils(self) -> list:
+        return [v.util for v in self.verdicts if v.util is not None]
 
 
 def accept_gpu_count(folder) -> int:
@@ -67,99 +96,70 @@ class GpuHostSensor(Sensor):
     title = "NVIDIA GPU host"
     summary = "All NVIDIA GPUs of a node rolled up: count, worst health, hottest, power, VRAM, idle and idle-held GPUs."
     interval = 60
-    params = gpu_params(single=False)
+    params = sources.gpu_params(single=False)
 
     def run(self) -> SensorResult:
-        acq = gpu_sources.acquire_all(self)
-        system, count, samples, lost = acq.system, acq.count, acq.samples, acq.lost
+        acq = sources.acquire_all(self)
         self._acquired = acq
-        now = self.ctx.now()
         result = SensorResult()
-        store = StateStore(self.ctx.state_dir)
-        with store.session(self.id, self.state_identity(), max_samples=1) as state:
-            view, cursor = gpu_sources.xids(self.ctx, self.values, acq, state.data.get("xid_cursor"))
-            self._build(result, count, samples, lost, state.data, now, view)
-            state.data["xid_cursor"] = cursor
-            state.data.update(count=count, t=now)
+        with StateStore(self.ctx.state_dir).session(self.id, self.state_identity(), max_samples=1) as state:
+            host = self._judge(result, state.data, acq, self.ctx.now())
+            self._build(result, host)
             for note in state.notes:
                 result.note(note)
-        for note in gpu_sources.notes(acq):
+        for note in sources.notes(acq):
             result.note(note)
+        system = acq.system
         versions = ", ".join(f"{k} {v}" for k, v in (("driver", system.driver), ("CUDA", system.cuda),
                                                      ("NVML", system.nvml)) if v)
         if versions:
             result.note(versions[0].upper() + versions[1:])
         return result
 
-    def _build(self, result: SensorResult, count: int, samples: list[nvml.GpuSample],
-               lost: list[tuple[int, str]], data: dict, now: float, view) -> None:
-        add = lambda key, value, **kw: result.add(self.channel(key, value, **kw))  # noqa: E731
-        prev_t, prev_count = data.get("t"), data.get("count")
-        idle_util, window = self.values["idle_util"], self.values["idle_window"]
-        expected = self.values["expected_gpus"]
+    def _judge(self, result: SensorResult, data: dict, acq: sources.Acquired, now: float) -> Host:
+        """Evaluate every GPU against the state, and update the state (the only step that writes it)."""
+        view, cursor = sources.xids(self.ctx, self.values, acq, data.get("xid_cursor"))
+        last, prev_count = data.get("t"), data.get("count")
+        missing = self._missing(result, acq.count, self.values["expected_gpus"], data)
+        old_idle, old_cap, old_xid = _dict(data.get("idle")), _dict(data.get("power_cap")), _dict(data.get("xid_recent"))
+        policy, verdicts, idle, cap, xids = policy_of(self.values), [], {}, {}, {}
+        for s in acq.samples:
+            kept = kept_from(old_cap.get(s.uuid), _dict(old_idle.get(s.uuid)).get("since"), old_xid.get(s.uuid))
+            verdict, kept = evaluate(s, kept, now=now, last_seen=last, policy=policy, xids=view.for_gpu(s.pci_bus_id))
+            verdicts.append(verdict)
+            idle[s.uuid], cap[s.uuid] = {"since": kept.idle_since}, kept.power_cap
+            xids[s.uuid] = [list(r) for r in kept.xid_recent]
+        data.update(idle=idle, power_cap=cap, xid_recent=xids, xid_cursor=cursor, count=acq.count, t=now)
+        return Host(acq, verdicts, view, prev_count, missing)
 
-        add("gpus", count, **({"limitminerror": expected} if expected else {}))
-        add("gpu_count_change", 0 if prev_count is None else count - int(prev_count))
-        add("lost_gpus", len(lost))
-        add("missing_gpus", self._missing(result, count, expected, data))
-        if prev_count is not None and count < int(prev_count):
-            result.note(f"{int(prev_count) - count} GPU(s) disappeared since the last scan "
+    # -- channels and the message ------------------------------------------------------
+    def _add(self, result: SensorResult, key: str, value, **kw) -> None:
+        result.add(self.channel(key, value, **kw))
+
+    def _build(self, result: SensorResult, host: Host) -> None:
+        self._counts(result, host)
+        self._rollups(result, host)
+        self._per_gpu(result, host.acq.samples)
+        self._message(result, host)
+
+    def _counts(self, result: SensorResult, host: Host) -> None:
+        count, expected, prev = host.acq.count, self.values["expected_gpus"], host.prev_count
+        self._add(result, "gpus", count, **({"limitminerror": expected} if expected else {}))
+        self._add(result, "gpu_count_change", 0 if prev is None else count - int(prev))
+        self._add(result, "lost_gpus", len(host.acq.lost))
+        self._add(result, "missing_gpus", host.missing)
+        if prev is not None and count < int(prev):
+            result.note(f"{int(prev) - count} GPU(s) disappeared since the last scan "
                         "(fallen off the bus? check dmesg for XID 79)")
 
-        # Per-GPU verdicts
-        old_idle = data.get("idle", {}) if isinstance(data.get("idle"), dict) else {}
-        old_cap = data.get("power_cap", {}) if isinstance(data.get("power_cap"), dict) else {}
-        old_xid = data.get("xid_recent", {}) if isinstance(data.get("xid_recent"), dict) else {}
-        new_idle, new_cap, new_xid = {}, {}, {}
-        levels, idle, idle_held, throttled = [], [], [], []
-        denied, problems = [], []
-        worst_reasons: list[str] = []
-        for s in samples:
-            thr = None
-            if s.clocks_event_reasons is not None:
-                mask = int(s.clocks_event_reasons)
-                thr = throttle_state(mask, bool(old_cap.get(s.uuid)))
-                new_cap[s.uuid] = bool(mask & BIT_SW_POWER_CAP)
-                if thr >= THR_POWER_CAP_SUSTAINED:
-                    throttled.append(s.index)
-            sev, code = 0, None
-            if view.available and s.pci_bus_id:
-                pci = xid.normalise_pci(s.pci_bus_id)
-                codes = view.new.get(pci, [])
-                aged = view.aged.get(pci, []) if view.baseline else []
-                recent = held_codes(old_xid.get(s.uuid, []), now, self.values["xid_hold"], codes, aged)
-                new_xid[s.uuid] = recent
-                sev = worst_xid(c for _, c in recent)
-                code = worst_xid_code(c for _, c in recent)
-            level, why = health(throttle=thr, remap_pending=s.remap_pending, remap_failure=s.remap_failure,
-                                retired_pending=s.retired_pending,
-                                ecc_uncorrected_volatile=s.ecc_uncorrected_volatile, xid=sev,
-                                recovery_action=s.recovery_action, xid_code=code)
-            levels.append(level)
-            if level and why:
-                worst_reasons.append(f"GPU {s.index}: {'; '.join(why)}")
-            util = None if s.mig_enabled else s.util_gpu
-            old = old_idle.get(s.uuid, {})
-            step = idle_held_step(now, util, is_held(s), idle_util, window, old.get("since"), prev_t)
-            new_idle[s.uuid] = {"since": step.since}
-            if util is not None and util <= idle_util:
-                idle.append(s.index)
-            if step.state == IDLE_HELD:
-                idle_held.append(s.index)
-            denied += s.denied
-            problems += [f"GPU {s.index} {p}" for p in s.problems]
-        data.update(idle=new_idle, power_cap=new_cap, xid_recent=new_xid)
-        for index, problem in lost:
-            levels.append(HEALTH_LOST)
-            worst_reasons.append(problem.rstrip("."))
-
-        worst = max(levels, default=0)
-        add("worst_health", worst)
-
+    def _rollups(self, result: SensorResult, host: Host) -> None:
+        add = lambda key, value: self._add(result, key, value)  # noqa: E731
+        samples, verdicts = host.acq.samples, host.verdicts
+        add("worst_health", host.worst)
         temps = [int(s.temperature) for s in samples if s.temperature is not None]
         if temps:
             add("max_temperature", max(temps))
-        margins = [m for m in (margin(s) for s in samples) if m is not None]
+        margins = [v.margin for v in verdicts if v.margin is not None]
         if margins:
             add("min_margin", min(margins))
         powers = [s.power_mw for s in samples if s.power_mw is not None]
@@ -170,48 +170,54 @@ class GpuHostSensor(Sensor):
         if mems and usable > 0:
             add("vram_used_percent", round(100.0 * sum(m.used for m in mems) / usable, 2))
             add("max_vram_percent", round(max(m.used_percent or 0.0 for m in mems), 2))
-        utils = [s.util_gpu for s in samples if s.util_gpu is not None and not s.mig_enabled]
-        if utils:
-            add("mean_util", round(statistics.fmean(utils), 2))
-            add("min_util", min(utils))
-            add("idle_gpus", len(idle))
-            add("idle_held_gpus", len(idle_held))
-        if any(s.clocks_event_reasons is not None for s in samples):
-            add("throttled_gpus", len(throttled))
-        if view.available:
+        if host.utils:
+            add("mean_util", round(statistics.fmean(host.utils), 2))
+            add("min_util", min(host.utils))
+            add("idle_gpus", sum(v.idle for v in verdicts))
+            add("idle_held_gpus", sum(v.idle_held for v in verdicts))
+        if any(v.throttle is not None for v in verdicts):
+            add("throttled_gpus", sum(v.throttled for v in verdicts))
+        if host.view.available:
             # Every GPU's XIDs count, a lost GPU's included (it is not among the samples).
-            add("xid_count", sum(len(codes) for codes in view.new.values()))
+            add("xid_count", sum(len(codes) for codes in host.view.new.values()))
         else:
-            result.note(f"XIDs not in the health roll-up: {view.problem}")
+            result.note(f"XIDs not in the health roll-up: {host.view.problem}")
 
-        self._per_gpu(result, samples, count)
-
+    def _message(self, result: SensorResult, host: Host) -> None:
+        samples = host.acq.samples
         names = sorted({s.name for s in samples if s.name})
-        summary = f"{count} GPU(s)" + (f" ({', '.join(names)})" if names else "")
-        summary += f", worst health {HEALTH_TEXT[worst]}"
-        if utils:
-            summary += f", mean utilisation {statistics.fmean(utils):.0f} %"
-        result.text = summary
-        if worst_reasons:
-            result.note("; ".join(worst_reasons[:6]))
+        result.text = (f"{host.acq.count} GPU(s)" + (f" ({', '.join(names)})" if names else "")
+                       + f", worst health {HEALTH_TEXT[host.worst]}"
+                       + (f", mean utilisation {statistics.fmean(host.utils):.0f} %" if host.utils else ""))
+        reasons = [f"GPU {s.index}: {'; '.join(v.why)}" for s, v in host.judged if v.health and v.why]
+        reasons += [problem.rstrip(".") for _, problem in host.acq.lost]
+        if reasons:
+            result.note("; ".join(reasons[:6]))
+        idle_held = [s for s, v in host.judged if v.idle_held]
         if idle_held:
-            by_index = {s.index: s for s in samples}
             named = []
-            for i in idle_held:
-                pods = gpu_sources.pods_of(self.ctx, self._acquired, by_index[i])
-                named.append(f"{i} ({', '.join(pods[:3])})" if pods else str(i))
-            result.note(f"Idle but held (VRAM held, no work, for {window / 60:.0f} min): GPU " + ", ".join(named))
-        held_procs = [p for s in samples for p in (s.processes or [])]
-        holders = top_holders(self.ctx, held_procs)
+            for s in idle_held:
+                pods = sources.pods_of(self.ctx, self._acquired, s)
+                named.append(f"{s.index} ({', '.join(pods[:3])})" if pods else str(s.index))
+            result.note(f"Idle but held (VRAM held, no work, for {self.values['idle_window'] / 60:.0f} min): GPU "
+                        + ", ".join(named))
+        holders = sources.top_holders(self.ctx, [p for s in samples for p in (s.processes or [])])
         if holders:
             result.note(f"Top VRAM: {holders}")
+        throttled = [str(s.index) for s, v in host.judged if v.throttled]
         if throttled:
-            result.note("Clocks held down on GPU " + ", ".join(map(str, throttled)))
+            result.note("Clocks held down on GPU " + ", ".join(throttled))
         if any(s.mig_enabled for s in samples):
             result.note("MIG GPUs have no utilisation in NVML and are left out of the utilisation roll-ups")
+        self._problems(result, samples)
+
+    @staticmethod
+    def _problems(result: SensorResult, samples) -> None:
+        denied = [d for s in samples for d in s.denied]
+        problems = [f"GPU {s.index} {p}" for s in samples for p in s.problems]
         if denied:
             result.warning = True
-            result.note(permission_note(denied))
+            result.note(sources.permission_note(denied))
         if problems:
             result.warning = True
             result.note("NVML did not answer for " + "; ".join(problems[:4]))
@@ -237,10 +243,10 @@ class GpuHostSensor(Sensor):
             result.note(f"{missing} GPU(s) missing: {count} present, {want} expected ({source})")
         return missing
 
-    def _per_gpu(self, result: SensorResult, samples: list[nvml.GpuSample], count: int) -> None:
+    def _per_gpu(self, result: SensorResult, samples: list) -> None:
         """Per-GPU channels in index order while the result stays within PRTG's 50 channels."""
         span = self.catalog["gpu_util"].v2_span
-        budget = MAX_CHANNELS - 1 - len(result.channels)  # one slot stays for Execution Time
+        budget = CHANNEL_LIMIT - 1 - len(result.channels)  # one slot stays for Execution Time
         shown, left_out = 0, []
         for s in sorted(samples, key=lambda x: x.index):
             wanted = []
