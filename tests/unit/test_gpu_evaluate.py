@@ -151,3 +151,13 @@ def test_idle_devices_for_kubernetes():
     idle, kept = idle_devices(devices, {"GPU-a": NOW - 600, "GPU-c": NOW - 900}, LAST, NOW, POLICY)
     assert idle == [("GPU 0", ["ml/train-0"], 600.0)]
     assert kept == {"GPU-a": NOW - 600, "GPU-b": NOW}
+
+
+def test_gpu_host_judges_with_the_evaluation_not_with_the_gpu_sensor():
+    import subprocess
+    import sys
+
+    code = ("import sys, prtg_ai.gpu.gpu_host; "
+            "print('prtg_ai.gpu.evaluate' in sys.modules, 'prtg_ai.gpu.gpu' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "False"]

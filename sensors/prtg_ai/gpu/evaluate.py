@@ -208,8 +208,8 @@ def idle_devices(devices, before: dict, last_seen: float | None, now: float, pol
     """
     idle, kept = [], {}
     for key, label, util, pods in devices:
-        step = idle_held_step(now, util, bool(pods), policy.idle_util, policy.idle_window, before.get(key),
-                              last_seen)
+        step = idle_held_step(now, util, bool(pods), policy.idle_util, policy.idle_window, _time(before.get(key)),
+                              _time(last_seen))
         if step.since is not None:
             kept[key] = step.since
         if step.state == IDLE_HELD:

@@ -150,11 +150,32 @@ class K8sGpuSensor(Sensor):
         return source
 
     def _idle(self, result, gpu_pods, now: float) -> None:
+        devices = self._devices(result, gpu_pods)
+        if devices is None:
+            return
+        from prtg_ai.gpu.evaluate import idle_devices, policy_of
+
+        policy = policy_of(self.values)
+        with StateStore(self.ctx.state_dir).session(self.id, self.state_identity(), max_samples=1) as state:
+            before = state.data.get("idle") if isinstance(state.data.get("idle"), dict) else {}
+            idle, kept = idle_devices(devices, before, state.data.get("t"), now, policy)
+            state.data.update(idle=kept, t=now)
+            for note in state.notes:
+                result.note(note)
+        result.add(self.channel("idle_allocated", len(idle)))
+        if idle:
+            shown = "; ".join(f"{label} ({', '.join(pods[:3])}) for {format_duration(round(held))}"
+                              for label, pods, held in idle[:MAX_NAMED])
+            more = f" and {len(idle) - MAX_NAMED} more" if len(idle) > MAX_NAMED else ""
+            result.note(f"Allocated but idle (<= {policy.idle_util:g} %): {shown}{more}")
+
+    def _devices(self, result, gpu_pods):
+        """(key, label, utilisation %, [pods]) per allocatable device, or None (noted) without a source."""
         source = self._source()
         if source == "none":
             result.note("Allocated but Idle GPUs needs utilisation: add --source dcgm --dcgm-url "
                         "http://NODE:9400/metrics (or --source nvml on the node)")
-            return
+            return None
         self._notes: list[str] = []
         try:
             devices = self._devices_dcgm() if source == "dcgm" else self._devices_nvml(gpu_pods)
@@ -162,7 +183,7 @@ class K8sGpuSensor(Sensor):
             # The scheduler's numbers stand on their own: a missing utilisation source is a warning.
             result.warning = True
             result.note(f"Allocated but Idle GPUs unavailable: {exc.message()}")
-            return
+            return None
         for note in self._notes:
             result.note(note)
         running = {km.pod_name(p) for p, _ in gpu_pods}
@@ -172,30 +193,7 @@ class K8sGpuSensor(Sensor):
             result.warning = True
             result.note(f"The utilisation source names pod(s) not running on this node with GPUs "
                         f"({', '.join(strangers[:3])}): is --dcgm-url this node's dcgm-exporter?")
-        from prtg_ai.gpu.health import IDLE_HELD, idle_held_step
-
-        window, idle_util = self.values["idle_window"], self.values["idle_util"]
-        store = StateStore(self.ctx.state_dir)
-        idle = []
-        with store.session(self.id, self.state_identity(), max_samples=1) as state:
-            prev_t = state.data.get("t")
-            old = state.data.get("idle") if isinstance(state.data.get("idle"), dict) else {}
-            new = {}
-            for key, label, util, pods in devices:
-                step = idle_held_step(now, util, bool(pods), idle_util, window, old.get(key), prev_t)
-                if step.since is not None:
-                    new[key] = step.since
-                if step.state == IDLE_HELD:
-                    idle.append((label, pods, step.held_seconds))
-            state.data.update(idle=new, t=now)
-            for note in state.notes:
-                result.note(note)
-        result.add(self.channel("idle_allocated", len(idle)))
-        if idle:
-            shown = "; ".join(f"{label} ({', '.join(pods[:3])}) for {format_duration(round(held))}"
-                              for label, pods, held in idle[:MAX_NAMED])
-            more = f" and {len(idle) - MAX_NAMED} more" if len(idle) > MAX_NAMED else ""
-            result.note(f"Allocated but idle (<= {idle_util:g} %): {shown}{more}")
+        return devices
 
     def _devices_dcgm(self):
         """(key, label, utilisation %, [pods]) per GPU and MIG instance, from dcgm-exporter."""
