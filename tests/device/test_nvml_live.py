@@ -3,8 +3,8 @@
 Each run is validated against PRTG's rules. With ``PRTG_AI_CAPTURE_DIR`` set, the NVML
 answers are recorded (``tests/fakes/nvml_fake.Recorder``) in the scenario format of
 ``tests/testcases/gpu*/<case>/nvml.json``, beside the sensor output, so a real GPU
-becomes a new test case: copy the folder under ``tests/testcases/<sensor>/`` and add an
-``expected.json`` with ``PRTG_AI_UPDATE_GOLDEN=1`` after reviewing it.
+becomes a new test case: copy the folder under ``tests/testcases/<sensor>/`` and write its
+``expect.json`` from the capture by hand (``tests/testcases/gpu/SOURCE.md`` says how).
 """
 
 from __future__ import annotations

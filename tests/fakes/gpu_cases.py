@@ -2,17 +2,18 @@
 
 A case folder holds ``nvml.json`` (the scenario for the NVML fake), ``case.json``
 (``args`` and the name of its kernel-log file, if any), optionally ``kmsg.txt``, and
-``expected.json``: the legacy PRTG JSON of the second scan, without Execution Time.
+``expect.json``: what the second scan must show, worked out from the capture by hand
+(never written by the sensor): the status (ok / warning / error), every channel in
+order with its value, unit and limits (and ``from``: how the value follows from the
+capture), and the facts the message must contain (or must not).
 A case runs as two scans 60 s apart: the first sets the baselines (rates, XID cursor)
 with an empty kernel log, then the counters advance by their ``per_second`` rates and
 the case's kernel log appears, so the second scan shows rates and "new" XIDs.
-Set ``PRTG_AI_UPDATE_GOLDEN=1`` to rewrite ``expected.json`` after a reviewed change.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from fakes.nvml_fake import FakeNvml, install, load_scenario
@@ -50,22 +51,32 @@ def run_two_scans(sensor: str, case: Path, tmp_path: Path, monkeypatch, sensor_r
     return fake, first, second
 
 
-def golden(result) -> dict:
-    """The comparable part of a result: legacy JSON without the timing channel."""
-    doc = to_legacy(result)
-    if "result" in doc["prtg"]:
-        doc["prtg"]["result"] = [c for c in doc["prtg"]["result"] if c["channel"] != "Execution Time"]
-    doc["prtg"]["text"] = doc["prtg"].get("text", "").replace(str(TESTCASES), "<testcases>")
-    return doc
+LIMITS = ("limitmaxerror", "limitmaxwarning", "limitminwarning", "limitminerror")
 
 
-def check_golden(case: Path, doc: dict, tmp_path: Path) -> None:
-    text = json.dumps(doc, indent=1, sort_keys=True).replace(str(tmp_path), "<tmp>") + "\n"
-    path = case / "expected.json"
-    if os.environ.get("PRTG_AI_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8")
-    assert path.is_file(), f"{case.name}: no expected.json (review the output, then PRTG_AI_UPDATE_GOLDEN=1)"
-    assert path.read_text(encoding="utf-8") == text, f"{case.name}: output differs from expected.json"
+def check_expectations(case: Path, result) -> None:
+    """Compare the second scan's ``result`` with the case's ``expect.json``."""
+    want = json.loads((case / "expect.json").read_text(encoding="utf-8"))
+    message = result.message()
+    status = "error" if result.error else "warning" if result.warning else "ok"
+    assert status == want["status"], f"{case.name}: {status}, expected {want['status']}: {message}"
+    for fact in want["message_contains"]:
+        assert fact in message, f"{case.name}: message lacks {fact!r}: {message}"
+    for word in want.get("message_lacks", []):
+        assert word not in message, f"{case.name}: message has {word!r}: {message}"
+    if result.error:
+        return
+    got = [c for c in to_legacy(result)["prtg"]["result"] if c["channel"] != "Execution Time"]
+    assert [c["channel"] for c in got] == [c["name"] for c in want["channels"]], case.name
+    for have, exp in zip(got, want["channels"]):
+        where = f"{case.name}: {exp['name']}"
+        assert have["value"] == exp["value"], f"{where}: {have['value']} != {exp['value']} ({exp['from']})"
+        assert isinstance(have["value"], float) == isinstance(exp["value"], float), f"{where}: int/float"
+        assert (have["unit"], have.get("customunit"), have.get("volumesize"), have.get("valuelookup")) == (
+            exp["unit"], exp.get("customunit"), exp.get("volumesize"), exp.get("lookup")), where
+        limits = {k: have[k] for k in LIMITS if k in have}
+        assert limits == exp.get("limits", {}), f"{where}: limits {limits}"
+        assert have.get("limitmode", 0) == (1 if limits else 0), f"{where}: limitmode"
 
 
-__all__ = ["FakeNvml", "case_dirs", "check_golden", "golden", "run_two_scans", "prepare", "TESTCASES"]
+__all__ = ["FakeNvml", "case_dirs", "check_expectations", "run_two_scans", "prepare", "TESTCASES"]

@@ -1,4 +1,4 @@
-"""The ``gpu`` sensor against the NVML fake: numbers, error tiers, goldens and the CLI."""
+"""The ``gpu`` sensor against the NVML fake: numbers, error tiers, per-case expectations and the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fakes import nvml_fake
-from fakes.gpu_cases import TESTCASES, case_dirs, check_golden, golden, prepare, run_two_scans
+from fakes.gpu_cases import TESTCASES, case_dirs, check_expectations, prepare, run_two_scans
 from support import REPO, channels, cli_env, run_cli
 
 H100 = TESTCASES / "gpu" / "h100_sxm_load"
@@ -40,9 +40,9 @@ def run_gpu(monkeypatch, sensor_run, make_ctx, tmp_path):
 
 # -- every case: expected output, validated ----------------------------------------------
 @pytest.mark.parametrize("case", case_dirs("gpu"), ids=lambda p: p.name)
-def test_case_matches_expected_output(case, tmp_path, monkeypatch, sensor_run, make_ctx, clock):
+def test_case_meets_its_expectations(case, tmp_path, monkeypatch, sensor_run, make_ctx, clock):
     fake, first, second = run_two_scans("gpu", case, tmp_path, monkeypatch, sensor_run, make_ctx, clock)
-    check_golden(case, golden(second), tmp_path)
+    check_expectations(case, second)
     if not second.error:
         # a complete capture scripts every call the sensor makes: a typo in a key cannot hide
         assert fake.unscripted == [], fake.unscripted
