@@ -130,3 +130,28 @@ def test_mig_gpus_are_left_out_of_utilisation(run_host):
 def test_no_driver_is_a_whole_sensor_error(run_host):
     result, _ = run_host(scenario("no_driver"))
     assert result.error and "libnvidia-ml.so.1" in result.message()
+
+
+@pytest.mark.parametrize("case", ["h100_thermal_remap_failure", "a100_ecc_remap_pending", "rtx3090_consumer"])
+def test_gpu_and_gpu_host_give_one_gpu_the_same_verdict(case, tmp_path, monkeypatch, sensor_run, make_ctx, clock):
+    """Both sensors judge a GPU with evaluate.evaluate: same health, reasons, throttle and XIDs."""
+    folder = TESTCASES / "gpu" / case
+    log = tmp_path / "kmsg"
+    log.write_text("")
+    nvml_fake.install(monkeypatch, nvml_fake.load_scenario(folder / "nvml.json"))
+    ctx = make_ctx(proc_root=tmp_path / "proc")
+    for sensor in ("gpu", "gpu_host"):
+        sensor_run(sensor, ["--xid-log", log], ctx)  # baselines: XID cursor, power-cap bit
+    clock.advance(60)
+    log.write_text((folder / "kmsg.txt").read_text())
+    one, host = (sensor_run(sensor, ["--xid-log", log], ctx) for sensor in ("gpu", "gpu_host"))
+    single, roll = channels(one), channels(host)
+    # (health, throttle) by hand: 0x64 = SW cap + SW thermal + HW thermal -> 8, Error; remap pending,
+    # 1 uncorrected ECC, XIDs 94/63 -> Warning; SW power cap at both scans -> 5 (sustained), Warning
+    expected = {"h100_thermal_remap_failure": (2, 8), "a100_ecc_remap_pending": (1, 0), "rtx3090_consumer": (1, 5)}
+    assert (single["GPU Health"], single["Throttle Reason"]) == expected[case]
+    assert roll["Worst Health"] == single["GPU Health"]
+    assert roll["Throttled GPUs"] == int(single["Throttle Reason"] >= 5)
+    assert roll["XID Errors"] == single["XID Errors"] == len((folder / "kmsg.txt").read_text().splitlines())
+    reasons = one.message().split("Health: ")[1].split(". ")[0]
+    assert f"GPU 0: {reasons}" in host.message()
