@@ -3,8 +3,12 @@
 Pure: no I/O and no clock (the scan's time comes in as ``now``). ``gpu`` and ``gpu_host``
 judge every GPU here, so a GPU gets the same throttle, XID, idle-but-held and health
 verdict from both; ``k8s_gpu`` judges its allocated devices' idle stretches with
-``idle_devices``. What to keep between scans (``Kept``) is returned, never written:
-the sensors put it in their state files.
+``idle_devices``; ``rates`` turns the ``gpu`` sensor's counters (energy, PCIe, NVLink)
+into values since the last scan. What to keep between scans (``Kept``, counter
+readings) is returned, never written: the sensors put it in their state files.
+
+The verdict's rules live in ``health`` (throttle reasons, XID severity, idle-but-held,
+health roll-up); this module applies them to one sample and carries the state across.
 """
 
 from __future__ import annotations

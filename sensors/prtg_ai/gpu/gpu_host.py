@@ -121,7 +121,8 @@ class GpuHostSensor(Sensor):
         view, cursor = sources.xids(self.ctx, self.values, acq, data.get("xid_cursor"))
         last, prev_count = data.get("t"), data.get("count")
         missing = self._missing(result, acq.count, self.values["expected_gpus"], data)
-        old_idle, old_cap, old_xid = _dict(data.get("idle")), _dict(data.get("power_cap")), _dict(data.get("xid_recent"))
+        old_idle, old_cap = _dict(data.get("idle")), _dict(data.get("power_cap"))
+        old_xid = _dict(data.get("xid_recent"))
         policy, verdicts, idle, cap, xids = policy_of(self.values), [], {}, {}, {}
         for s in acq.samples:
             kept = kept_from(old_cap.get(s.uuid), _dict(old_idle.get(s.uuid)).get("since"), old_xid.get(s.uuid))
