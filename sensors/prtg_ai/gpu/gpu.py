@@ -69,12 +69,8 @@ class GpuSensor(Sensor):
             self._build(result, scan)
             for note in state.notes:
                 result.note(note)
-        for note in sources.notes(acq):
+        for note in sources.trailer(acq):
             result.note(note)
-        system = acq.system
-        versions = ", ".join(f"{k} {v}" for k, v in (("driver", system.driver), ("CUDA", system.cuda)) if v)
-        if versions:
-            result.note(versions[0].upper() + versions[1:])
         return result
 
     def _judge(self, data: dict, acq: sources.Acquired, now: float) -> Scan:

@@ -107,13 +107,8 @@ class GpuHostSensor(Sensor):
             self._build(result, host)
             for note in state.notes:
                 result.note(note)
-        for note in sources.notes(acq):
+        for note in sources.trailer(acq, with_nvml=True):
             result.note(note)
-        system = acq.system
-        versions = ", ".join(f"{k} {v}" for k, v in (("driver", system.driver), ("CUDA", system.cuda),
-                                                     ("NVML", system.nvml)) if v)
-        if versions:
-            result.note(versions[0].upper() + versions[1:])
         return result
 
     def _judge(self, result: SensorResult, data: dict, acq: sources.Acquired, now: float) -> Host:

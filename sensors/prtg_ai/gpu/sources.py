@@ -239,6 +239,14 @@ def notes(acq: Acquired) -> list[str]:
     return out
 
 
+def trailer(acq: Acquired, with_nvml: bool = False) -> list[str]:
+    """The last notes of a GPU sensor: what the source lacks, then the driver and CUDA (and NVML) versions."""
+    system = acq.system
+    parts = [("driver", system.driver), ("CUDA", system.cuda)] + ([("NVML", system.nvml)] if with_nvml else [])
+    versions = ", ".join(f"{k} {v}" for k, v in parts if v)
+    return notes(acq) + ([versions[0].upper() + versions[1:]] if versions else [])
+
+
 def top_holders(ctx, processes, limit: int = 3) -> str | None:
     """``python3 (PID 41872, 38.2 GiB, pod ns/name, container ...)`` for the biggest VRAM holders.
 
