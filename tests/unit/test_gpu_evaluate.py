@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from prtg_ai.backends.nvml import GpuSample, MemoryInfo, ProcessInfo
-from prtg_ai.gpu.evaluate import GpuXids, Kept, Policy, evaluate, idle_devices, rates
+from prtg_ai.gpu.evaluate import GpuXids, Kept, Policy, evaluate, idle_devices, kept_from, rates
 
 NOW = 100_000.0
 LAST = NOW - 60.0          # the previous scan, one minute ago
@@ -140,6 +140,24 @@ def test_rates_reset_gives_a_note_not_a_negative():
     values, notes, readings = rates(sample(energy_mj=5_000), {"energy": 9_000_000}, LAST, NOW)
     assert values == {} and readings == {"energy": 5_000}
     assert len(notes) == 1 and notes[0].startswith("The energy counter gave no value this scan (") and "reset" in notes[0]
+
+
+@pytest.mark.parametrize("power_cap, since, recent, want", [
+    (True, 5.0, [[1.0, 79], "x", [1, 2, 3], [True, 79], [2, "79"]], Kept(True, 5.0, ([1.0, 79],))),
+    ("yes", "noon", {"a": 1}, Kept(False, None, ())),
+    (None, None, None, Kept()),
+])
+def test_kept_from_a_state_file(power_cap, since, recent, want):
+    assert kept_from(power_cap, since, recent) == want
+
+
+def test_rates_and_verdict_forget_a_malformed_state():
+    s = sample(util_gpu=0, energy_mj=5_000)
+    values, notes, readings = rates(s, {"energy": "9000"}, "yesterday", NOW)
+    assert (values, notes, readings) == ({}, [], {"energy": 5_000})
+    verdict, kept = evaluate(s, Kept(idle_since=NOW - 600), now=NOW, last_seen="yesterday", policy=POLICY,
+                             xids=GpuXids(True))
+    assert (verdict.idle_step.state, kept.idle_since) == (2, NOW)  # unwatched: the stretch restarts
 
 
 # -- k8s_gpu: allocated devices idle for the window ------------------------------------

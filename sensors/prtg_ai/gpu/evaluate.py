@@ -111,8 +111,7 @@ class Verdict:
 def evaluate(sample, kept: Kept, *, now: float, last_seen: float | None, policy: Policy,
              xids: GpuXids) -> tuple[Verdict, Kept]:
     """Judge ``sample`` (an ``nvml.GpuSample``) against what was kept from the last scan."""
-    v = Verdict()
-    power_cap = False
+    v, power_cap, last_seen = Verdict(), False, _time(last_seen)
     if sample.clocks_event_reasons is not None:
         mask = int(sample.clocks_event_reasons)
         v.throttle = throttle_state(mask, kept.power_cap)
@@ -188,12 +187,12 @@ def rates(sample, before: dict, last_seen: float | None, now: float) -> tuple[di
     ``before`` holds the last scan's readings by key; a first scan, a reset or an
     impossible rate gives no value for that counter (never a negative or a spike).
     """
-    values, notes, readings = {}, [], {}
+    values, notes, readings, last_seen = {}, [], {}, _time(last_seen)
     for key, (value, ceiling, what) in counters(sample).items():
         readings[key] = value
         prev = before.get(key)
-        if prev is None or last_seen is None:
-            continue
+        if not isinstance(prev, int) or isinstance(prev, bool) or last_seen is None:
+            continue  # first scan, or a reading the state file does not hold as a count
         rate = counter_rate(int(prev), float(last_seen), value, now, max_rate=ceiling)
         if rate.value is None:
             notes.append(f"The {what} gave no value this scan ({rate.reason})")
