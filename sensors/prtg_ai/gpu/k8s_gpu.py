@@ -14,7 +14,8 @@ and, to find GPUs that are allocated but idle, per-GPU utilisation from dcgm-exp
 (``--source dcgm --dcgm-url``: its pod labels say which pod holds which GPU or MIG
 instance) or from NVML on this node (``--source nvml``: GPU processes are tied to pods
 through their cgroups, ``backends.k8s_pods``; needs the host PID namespace). Each
-allocated GPU's idle stretch is kept in the state folder.
+allocated GPU's idle stretch is judged by ``gpu.evaluate.idle_devices`` (the rule the
+GPU sensors' idle-but-held uses) and kept in the state folder.
 
 Needs: RBAC ``get`` on ``nodes`` and ``list`` on ``pods`` (installer/assets/kubernetes/
 prtg-ai-rbac.yaml); in a pod the service-account token and CA are found by default.
