@@ -2,10 +2,10 @@
 
 Lines are compared normalised: stripped of indentation, with blank and comment-only
 lines left out, so a copy re-indented or re-commented still counts. Every window of
-WINDOW consecutive normalised lines is hashed; a window seen twice is a duplicate,
-and overlapping duplicate windows of the same two places are reported once, as one
-block with both locations. A shared step belongs in a helper in the lowest layer its
-users may import (tests/contract/test_layers.py).
+WINDOW consecutive normalised lines (unless all are imports) is hashed; a window seen
+twice is a duplicate, and overlapping duplicate windows of the same two places are
+reported once, as one block with both locations. A shared step belongs in a helper
+in the lowest layer its users may import (tests/contract/test_layers.py).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def duplicate_blocks(files: dict[str, str]) -> list[str]:
     for name, rows in lines.items():
         for i in range(len(rows) - WINDOW + 1):
             key = tuple(text for _, text in rows[i:i + WINDOW])
+            if all(text.startswith(("import ", "from ")) for text in key):
+                continue  # the same imports are not a copied step
             seen = first.setdefault(key, (name, i))
             if seen != (name, i) and not (seen[0] == name and i - seen[1] < WINDOW):
                 pairs.add((*seen, name, i))
@@ -68,6 +70,9 @@ BLOCK = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\nf = 6\ng = 7\n"
     ({"x.py": BLOCK + "pass\n" + BLOCK}, ["x.py:1-7 = x.py:9-15"]),
     # a run of one repeated line is not a copy of itself
     ({"x.py": "pass\n" * 9}, []),
+    # nor are the same six imports
+    ({"x.py": "import os\nimport re\nimport sys\nfrom a import b\nfrom c import d\nimport json\nx = 1\n",
+      "y.py": "import os\nimport re\nimport sys\nfrom a import b\nfrom c import d\nimport json\ny = 2\n"}, []),
 ])
 def test_the_check_finds_blocks_and_names_both_places(files, expected):
     assert duplicate_blocks(files) == expected
