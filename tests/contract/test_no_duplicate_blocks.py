@@ -1,6 +1,6 @@
 """No block of six or more lines is repeated across the source (issue 18, "Must show").
 
-Lines are compared normalised: stripped of indentation, with blank and comment-only
+Lines are compared normalised: without indentation and comments, blank and comment-only
 lines left out, so a copy re-indented or re-commented still counts. Every window of
 WINDOW consecutive normalised lines (unless all are imports) is hashed; a window seen
 twice is a duplicate, and overlapping duplicate windows of the same two places are
@@ -10,6 +10,8 @@ in the lowest layer its users may import (tests/contract/test_layers.py).
 
 from __future__ import annotations
 
+import io
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,13 @@ WINDOW = 6  # normalised lines
 
 
 def normalised(text: str) -> list[tuple[int, str]]:
-    """(line number, stripped text) of every line that is not blank or a comment."""
-    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.strip().startswith("#")]
+    """(line number, text without indentation or comment) of every line that keeps some code."""
+    lines = text.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.COMMENT:  # a comment ends its line: cut it off there
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col]
+    return [(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
 
 
 def duplicate_blocks(files: dict[str, str]) -> list[str]:
@@ -61,9 +67,11 @@ BLOCK = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5\nf = 6\ng = 7\n"
 
 @pytest.mark.parametrize("files, expected", [
     # seven lines copied, re-indented and re-commented: one block, both places, whole length
-    ({"x.py": "import os\n" + BLOCK, "y.py": "def f():\n" + "".join(f"    {line}  \n\n    # why\n"
+    ({"x.py": "import os\n" + BLOCK, "y.py": "def f():\n" + "".join(f"    {line}  # {line}?\n\n    # why\n"
                                                                     for line in BLOCK.splitlines())},
      ["x.py:2-8 = y.py:2-20"]),
+    # a '#' inside a string is not a comment
+    ({"x.py": BLOCK.replace("a = 1", "a = '#1'"), "y.py": BLOCK}, ["x.py:2-7 = y.py:2-7"]),
     # five lines in common are not a block
     ({"x.py": BLOCK, "y.py": "\n".join(BLOCK.splitlines()[:5]) + "\nz = 0\n"}, []),
     # a block repeated inside one file counts too
