@@ -9,22 +9,11 @@ on its own.
 from __future__ import annotations
 
 import ast
-import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TREES = (REPO / "sensors" / "prtg_ai", REPO / "installer" / "prtg_ai_installer")
 LIMIT = 60  # lines; a function this long or longer fails
-
-# The only functions allowed to stay LIMIT lines or longer, for now: the two GPU
-# builders, which another part of issue 18 rewrites (acquire -> evaluate -> summarise).
-# The lead empties this set when that work is merged; never add to it, split the
-# function instead. An entry that is gone or short again fails the last test below.
-ALLOWED = {
-    "sensors/prtg_ai/gpu/gpu.py::GpuSensor._build",
-    "sensors/prtg_ai/gpu/gpu_host.py::GpuHostSensor._build",
-}
-
 
 def function_sizes(source: str) -> list[tuple[str, int, int]]:
     """(qualified name, first line, length in lines) of every function in ``source``."""
@@ -44,7 +33,6 @@ def function_sizes(source: str) -> list[tuple[str, int, int]]:
     return sizes
 
 
-@functools.lru_cache(maxsize=1)
 def all_sizes() -> dict[str, tuple[int, int]]:
     """``path::name`` -> (first line, length) for every function under TREES."""
     found = {}
@@ -58,7 +46,7 @@ def all_sizes() -> dict[str, tuple[int, int]]:
 
 def test_no_function_is_60_lines_or_more():
     offenders = [f"{key} (line {line}) is {size} lines" for key, (line, size) in sorted(all_sizes().items())
-                 if size >= LIMIT and key not in ALLOWED]
+                 if size >= LIMIT]
     assert offenders == [], f"split these into named steps (limit: under {LIMIT} lines):\n" + "\n".join(offenders)
 
 
@@ -68,10 +56,3 @@ def test_the_measure_counts_the_def_to_its_last_line_without_decorators():
               "class K:\n    def short(self):\n        def inner():\n            return 2\n        return inner\n")
     sizes = {name: (line, size) for name, line, size in function_sizes(source)}
     assert sizes == {"long": (6, 60), "K.short": (69, 4), "K.short.inner": (70, 2)}
-
-
-def test_the_allow_list_names_only_functions_that_are_still_long():
-    # Once the GPU builders are split, their entries go (the lead empties ALLOWED).
-    sizes = all_sizes()
-    stale = sorted(key for key in ALLOWED if key not in sizes or sizes[key][1] < LIMIT)
-    assert stale == [], f"remove from ALLOWED (gone or short now): {stale}"
