@@ -516,7 +516,6 @@ def recover(root: Path) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         _quiet_unlink(path)
         return ["dropped an unreadable install journal"]
-    done: list[str] = []
 
     def target(rel) -> Path | None:
         try:
@@ -524,52 +523,58 @@ def recover(root: Path) -> list[str]:
         except (InstallError, ValueError, OSError):
             return None  # a journal naming an unsafe path is ignored, never followed
 
+    done: list[str] = []
     if doc.get("committed"):
-        for rel in doc.get("trash", []):
-            t = target(rel)
-            if t is not None and os.path.isfile(t) and not os.path.islink(t):
-                _quiet_unlink(t)
-                done.append(f"deleted {rel}")
-        for rel in doc.get("dirs", []):
-            t = target(rel)
-            if t is not None:
-                try:
-                    t.rmdir()
-                except OSError:
-                    pass
+        _finish_committed(doc, target, done)
     else:
         for action in reversed([a for a in actions if isinstance(a, dict)]):
-            kind, t = action.get("do"), target(action.get("path", ""))
-            if t is None:
-                continue
-            if kind == "create":
-                temp = t.with_name(str(action.get("temp", "")))
-                if TEMP_TAG in temp.name and os.path.lexists(temp) and not temp.is_symlink():
-                    _quiet_unlink(temp)
-                    done.append(f"deleted {temp.name}")
-                if t.is_file() and not t.is_symlink() and sha256_file(t) == action.get("sha256"):
-                    _quiet_unlink(t)
-                    done.append(f"removed {action['path']}")
-            elif kind == "park":
-                moved = target(action.get("to", ""))
-                if moved is not None and os.path.lexists(moved) and not os.path.lexists(t):
-                    os.replace(moved, t)
-                    done.append(f"put back {action['path']}")
-            elif kind == "restore":
-                back = target(action.get("to", ""))
-                if back is not None and os.path.lexists(back) and not os.path.lexists(t):
-                    os.replace(back, t)
-                    done.append(f"moved back {action['path']}")
-            elif kind == "mkdir":
-                try:
-                    t.rmdir()
-                    done.append(f"removed folder {action['path']}")
-                except OSError:
-                    pass  # not empty: something of the user's is in it
+            _undo(action, target, done)
     stray = root / f"{JOURNAL_NAME}{TEMP_TAG}{pid}"
     _quiet_unlink(stray)
     _quiet_unlink(path)
     return done
+
+
+def _finish_committed(doc: dict, target, done: list[str]) -> None:
+    """A committed run's leftovers: its trash files, then its emptied folders."""
+    for rel in doc.get("trash", []):
+        t = target(rel)
+        if t is not None and os.path.isfile(t) and not os.path.islink(t):
+            _quiet_unlink(t)
+            done.append(f"deleted {rel}")
+    for rel in doc.get("dirs", []):
+        t = target(rel)
+        if t is not None:
+            try:
+                t.rmdir()
+            except OSError:
+                pass
+
+
+def _undo(action: dict, target, done: list[str]) -> None:
+    """Undo one journalled action of an unfinished run, where the tree shows it happened."""
+    kind, t = action.get("do"), target(action.get("path", ""))
+    if t is None:
+        return
+    if kind == "create":
+        temp = t.with_name(str(action.get("temp", "")))
+        if TEMP_TAG in temp.name and os.path.lexists(temp) and not temp.is_symlink():
+            _quiet_unlink(temp)
+            done.append(f"deleted {temp.name}")
+        if t.is_file() and not t.is_symlink() and sha256_file(t) == action.get("sha256"):
+            _quiet_unlink(t)
+            done.append(f"removed {action['path']}")
+    elif kind in ("park", "restore"):
+        moved = target(action.get("to", ""))
+        if moved is not None and os.path.lexists(moved) and not os.path.lexists(t):
+            os.replace(moved, t)
+            done.append(f"{'put back' if kind == 'park' else 'moved back'} {action['path']}")
+    elif kind == "mkdir":
+        try:
+            t.rmdir()
+            done.append(f"removed folder {action['path']}")
+        except OSError:
+            pass  # not empty: something of the user's is in it
 
 
 __all__ = ["FileSystem", "InstallError", "ManifestError", "Step", "UnsafePath", "check_relative",

@@ -27,10 +27,10 @@ import json
 import re
 import threading
 import time
-from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from fakes.loopback import ApiFake
 
 TOKEN = "fake-arm-token-7f3e"
 COLUMNS_QUERY = [{"name": "Cost", "type": "Number"}, {"name": "UsageDate", "type": "Number"},
@@ -39,57 +39,26 @@ COLUMNS_FORECAST = [{"name": "Cost", "type": "Number"}, {"name": "UsageDate", "t
                     {"name": "CostStatus", "type": "String"}, {"name": "Currency", "type": "String"}]
 
 
-class FakeAzure:
+class FakeAzure(ApiFake):
     def __init__(self, scenario: dict):
         self.scenario = scenario
-        self.counts: Counter = Counter()
-        self.faults: dict[str, list] = defaultdict(list)
-        self.requests: list[dict] = []
+        self._new_log()
         self.lock = threading.Lock()
         self.page_rows = 50
         self.vm_page = 3
         self.price_page = 2
         self.msi_fail = False
         self.link_base = "https://management.azure.com"  # where nextLinks point (ARM's own host)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake.handle(self, "GET")
-
-            def do_POST(self):
-                fake.handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve()
 
     def env(self) -> dict:
         return {"IDENTITY_ENDPOINT": f"{self.url}/msi/token", "IDENTITY_HEADER": "fake-identity-header",
                 "PRTG_AI_AZURE_ENDPOINT": self.url, "PRTG_AI_AZURE_PRICES_ENDPOINT": self.url}
 
     # -- plumbing ------------------------------------------------------------------
-    @staticmethod
-    def send(handler, status: int, doc, headers: dict | None = None):
-        data = json.dumps(doc).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
-        handler.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            handler.send_header(k, v)
-        handler.end_headers()
-        handler.wfile.write(data)
+    @classmethod
+    def send(cls, handler, status: int, doc, headers: dict | None = None):
+        cls.send_bytes(handler, status, json.dumps(doc).encode(), "application/json; charset=utf-8", headers or {})
 
     @staticmethod
     def operation(method: str, path: str) -> str:
@@ -116,11 +85,7 @@ class FakeAzure:
         length = int(handler.headers.get("Content-Length") or 0)
         body = json.loads(handler.rfile.read(length) or b"null") if length else None
         op = self.operation(method, parts.path)
-        with self.lock:
-            self.counts[op] += 1
-            self.requests.append({"op": op, "method": method, "path": parts.path, "query": query, "body": body,
-                                  "auth": handler.headers.get("Authorization")})
-            fault = self.faults[op].pop(0) if self.faults.get(op) else None
+        fault = self.log_request(handler, op, method, parts.path, query, body)
         if fault:
             return self.send(handler, fault[0], fault[2], fault[1])
         if op == "msi":

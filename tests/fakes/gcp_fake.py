@@ -26,48 +26,27 @@ import math
 import os
 import re
 import threading
-from collections import Counter, defaultdict
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from fakes.loopback import ApiFake
 
 TOKEN = "ya29.fake-gcp-token-51c2"
 MB = 1024 * 1024
 MIN_BILLED = 10 * MB
 
 
-class FakeGcp:
+class FakeGcp(ApiFake):
     def __init__(self, scenario: dict):
         self.lock = threading.Lock()
         self.reset(scenario)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake.handle(self, "GET")
-
-            def do_POST(self):
-                fake.handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.hostport = f"127.0.0.1:{self.server.server_address[1]}"
-        self.url = f"http://{self.hostport}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._serve()
 
     def reset(self, scenario: dict) -> None:
         """A new scenario and clean counters (the server and its port stay)."""
         with self.lock:
             self.scenario = scenario
-            self.counts: Counter = Counter()
-            self.faults: dict[str, list] = defaultdict(list)
-            self.requests: list[dict] = []
+            self._new_log()
             self.jobs: dict[str, dict] = {}
             self.page_rows = 8
             self.zone_page = 2
@@ -75,11 +54,6 @@ class FakeGcp:
             self.incomplete_first = False
             self.metadata_denied = False
             self.billed_total = 0
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
     def env(self, key_dir: str | None = None) -> dict:
         """Endpoint overrides, and ADC: a service-account key whose ``token_uri`` is this server
@@ -95,17 +69,11 @@ class FakeGcp:
         return dict(env, GOOGLE_APPLICATION_CREDENTIALS=path)
 
     # -- plumbing ------------------------------------------------------------------------
-    @staticmethod
-    def send(handler, status: int, doc, headers: dict | None = None, text: str | None = None):
+    @classmethod
+    def send(cls, handler, status: int, doc, headers: dict | None = None, text: str | None = None):
         data = text.encode() if text is not None else json.dumps(doc).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/text" if text is not None else "application/json; charset=UTF-8")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.send_header("Metadata-Flavor", "Google")
-        for k, v in (headers or {}).items():
-            handler.send_header(k, v)
-        handler.end_headers()
-        handler.wfile.write(data)
+        ctype = "application/text" if text is not None else "application/json; charset=UTF-8"
+        cls.send_bytes(handler, status, data, ctype, {"Metadata-Flavor": "Google", **(headers or {})})
 
     @staticmethod
     def operation(method: str, path: str) -> str:
@@ -134,11 +102,7 @@ class FakeGcp:
         raw = handler.rfile.read(length) if length else b""
         op = self.operation(method, parts.path)
         body = json.loads(raw) if raw and op != "oauth:token" else None
-        with self.lock:
-            self.counts[op] += 1
-            self.requests.append({"op": op, "method": method, "path": parts.path, "query": query, "body": body,
-                                  "auth": handler.headers.get("Authorization")})
-            fault = self.faults[op].pop(0) if self.faults.get(op) else None
+        fault = self.log_request(handler, op, method, parts.path, query, body)
         if fault:
             return self.send(handler, fault[0], fault[2], fault[1])
         if op == "metadata":

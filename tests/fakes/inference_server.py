@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fakes.loopback import LoopbackServer, QuietHandler
 
 
 class FakeModelServer:
@@ -35,33 +35,23 @@ class FakeModelServer:
         self.require_key = require_key
         self.requests: list[tuple[str, str, dict]] = []
         self.bodies: list[dict] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._loop = LoopbackServer(self._handler(), poll_interval=0.05)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._loop.port}"
 
     def __enter__(self) -> "FakeModelServer":
-        self._thread.start()
+        self._loop.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._loop.stop()
 
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)

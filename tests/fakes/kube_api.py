@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from fakes.loopback import LoopbackServer, QuietHandler
 
 SA_USER = "system:serviceaccount:prtg-ai:prtg-ai-agent"
 
@@ -62,29 +62,24 @@ class FakeKubeApi:
         self.forbid: set[str] = set()
         self.page_size = page_size
         self.requests: list[tuple[str, dict, dict]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._loop = LoopbackServer(self._handler(), poll_interval=0.05)
         self.scheme = "http"
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self._loop.server.socket = ctx.wrap_socket(self._loop.server.socket, server_side=True)
             self.scheme = "https"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._loop.port}"
 
     def __enter__(self) -> "FakeKubeApi":
-        self._thread.start()
+        self._loop.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._loop.stop()
 
     def answer(self, path: str, query: dict, headers: dict) -> tuple[int, dict]:
         if self.token is not None and headers.get("authorization") != f"Bearer {self.token}":
@@ -123,12 +118,7 @@ class FakeKubeApi:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 split = urlsplit(self.path)
                 query = parse_qs(split.query)

@@ -133,3 +133,46 @@ def test_a_cache_hit_imports_no_cloud_library(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("cloud, args, fleet, billing", [
+    ("azure", ["--subscription", "00000000-1111-2222-3333-444444444444"], "Azure fleet data", "Cost Management data"),
+    ("gcp", ["--billing-table", "ml-prod-1234.billing.export"], "Google Cloud fleet data",
+     "BigQuery billing export data"),
+])
+def test_failed_refreshes_serve_the_cache_with_its_age_or_warn(tmp_path, cloud, args, fleet, billing):
+    """Both refreshes failed a minute ago (in back-off, so nothing is asked): the cost data,
+    fetched 2 h ago, is served with its error and age; the fleet part never had data: a warning."""
+    import time
+
+    from prtg_ai.core.context import Context
+    from prtg_ai.core.runtime import run_sensor
+    from prtg_ai.gpu_spend import spend_model as sm
+    from prtg_ai.gpu_spend.ce_cache import SharedCache
+    from prtg_ai.gpu_spend.clouds import azure as az
+    from prtg_ai.gpu_spend.clouds import gcp as gc
+
+    now = time.time()
+    ctx = Context(state_dir=tmp_path, env={})
+
+    class Fake:  # just what a Provider reads
+        def __init__(self, values):
+            self.ctx, self.values = ctx, values
+
+    values = {"ce_refresh_hours": 6.0, "live_refresh": 300.0, "idle_gpu_percent": 5.0, "idle_cpu_percent": 10.0,
+              "idle_window": 1800.0, "max_billed_gb": 1.0, args[0].lstrip("-").replace("-", "_"): args[1]}
+    provider = (az if cloud == "azure" else gc).Provider(Fake(values))
+    day = sm.utc_day(now).isoformat()
+    failure = {"at": now - 60, "count": 1, "kind": "throttled", "text": "The cloud throttled us (429)."}
+    seeds = ((provider.cost_identity(), {"fetched_at": now - 7200, "through": day, "failure": failure,
+                                         "daily": {day: {"usd": 5.0, "estimated": False}}}),
+             (provider.live_identity(), {"failure": dict(failure, text="The fleet API timed out.")}))
+    for ident, data in seeds:
+        with SharedCache(tmp_path, ident).session() as state:
+            state.data.update(data)
+    result = run_sensor("gpu_spend", ["--cloud", cloud, *args], ctx)
+    assert not result.error, result.message()
+    assert result.warning
+    message = result.message()
+    assert f"The cloud throttled us (429). Serving {billing} fetched 2.0 h ago" in message
+    assert f"{fleet} unavailable: The fleet API timed out." in message

@@ -85,6 +85,13 @@ def test_result_level_warning_marks_a_channel():
     (legacy({"channel": "A", "value": 1, "colour": "red"}), "unknown keys ['colour']"),
     (legacy({"channel": "A", "value": 2 ** 63}), "2^62"),
     (legacy({"channel": "A"}), "'value' missing"),
+    (legacy({"channel": " ", "value": 1}), "channel #0: 'channel' name missing"),
+    (legacy({"channel": "A", "value": 1}, 7), "channel #1 must be an object"),
+    ({"version": 2, "status": "ok", "message": "", "channels": [
+        {"id": 10, "name": "A", "type": "integer", "value": 1},
+        {"id": 11, "name": "A", "type": "integer", "value": 1}]}, "channel 'A': duplicate channel name"),
+    ({"version": 2, "status": "ok", "message": "", "channels": [
+        {"id": 10, "type": "integer", "value": 1}]}, "channel #0: 'name' missing"),
     (legacy(), "non-empty list"),
     ({"prtg": {"error": 1}}, "needs a text"),
     ({"version": 2, "status": "ok", "message": "", "channels": [

@@ -46,6 +46,7 @@ from prtg_ai.agent.auth import TOKEN_PARAM, Authenticator
 from prtg_ai.agent.cache import SharedResources, TTLCache
 from prtg_ai.agent.defaults import configured_paths, merge, missing_text
 from prtg_ai.agent.dispatch import ScanRunner
+from prtg_ai.backends.confined import under
 from prtg_ai.core import registry
 from prtg_ai.core.context import Context
 from prtg_ai.core.errors import ConfigError
@@ -90,17 +91,6 @@ def printable(text: str, limit: int = 200) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
 
 
-def under_roots(real: str, roots: tuple[str, ...]) -> bool:
-    """Whether the resolved path ``real`` is one of ``roots`` or below one."""
-    for root in roots:
-        try:
-            if os.path.commonpath([real, root]) == root:
-                return True
-        except ValueError:  # different drives on Windows
-            continue
-    return False
-
-
 # Files holding credentials are the node administrator's choice (command line, wrapper), never
 # an HTTP client's: a client could otherwise make the agent read a secret the agent can read
 # (its own token file, a service-account token) and send it to a server the client names.
@@ -120,7 +110,7 @@ def confine_path(value: str, roots: tuple[str, ...]) -> str | None:
         real = os.path.realpath(value)
     except (OSError, ValueError):
         return None
-    return real if under_roots(real, roots) else None
+    return real if under(real, roots) else None
 
 
 def query_to_argv(sensor_cls, pairs: Iterable[tuple[str, str]],

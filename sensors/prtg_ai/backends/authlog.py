@@ -122,59 +122,75 @@ def read_file(path: str, position: dict | None, cap: int = MAX_SCAN_BYTES) -> Re
     try:
         pos = position if _valid_position(position, path) else None
         if pos is None:
-            out.first = True
-            start = max(0, st.st_size - min(cap, FIRST_SCAN_BYTES))
-            data = _read_range(fd, start, st.st_size)
-            if start > 0:
-                data = data[data.find(b"\n") + 1:]  # drop the partial first line
-            body, used = _whole_lines(data)
-            out.lines = _decode(body)
-            out.position = {"path": path, "dev": st.st_dev, "ino": st.st_ino, "offset": st.st_size - len(data) + used}
+            _read_first(fd, st, path, cap, out)
             return out
         budget = cap
         if (pos["dev"], pos["ino"]) != (st.st_dev, st.st_ino):
-            old = _rotated_copy(path, pos["dev"], pos["ino"])
-            if old is None:
-                out.notes.append("the auth log was rotated and its old copy is gone: lines between the "
-                                 "last scan and the rotation are not counted")
-            else:
-                try:
-                    ofd, ost = _open_regular(old)
-                except AuthLogError as exc:
-                    out.notes.append(f"the rotated auth log cannot be read ({exc})")
-                else:
-                    try:
-                        start = min(pos["offset"], ost.st_size)
-                        if ost.st_size - start > budget // 2:
-                            out.skipped_bytes += ost.st_size - start - budget // 2
-                            start = ost.st_size - budget // 2
-                        data = _read_range(ofd, start, ost.st_size)
-                        budget -= len(data)
-                        out.lines.extend(_decode(data))
-                    finally:
-                        os.close(ofd)
+            budget -= _read_rotated_rest(path, pos, budget, out)
             offset = 0
         elif st.st_size < pos["offset"]:
             out.notes.append("the auth log was truncated since the last scan: read from its start")
             offset = 0
         else:
             offset = pos["offset"]
-        start = offset
-        if st.st_size - start > budget:
-            out.skipped_bytes += st.st_size - start - budget
-            start = st.st_size - budget
-        data = _read_range(fd, start, st.st_size)
-        if start > offset:
-            cut = data.find(b"\n") + 1
-            out.skipped_bytes += cut
-            data = data[cut:]
-            start += cut
-        body, used = _whole_lines(data)
-        out.lines.extend(_decode(body))
-        out.position = {"path": path, "dev": st.st_dev, "ino": st.st_ino, "offset": start + used}
+        end = _read_since(fd, st.st_size, offset, budget, out)
+        out.position = {"path": path, "dev": st.st_dev, "ino": st.st_ino, "offset": end}
         return out
     finally:
         os.close(fd)
+
+
+def _read_first(fd: int, st: os.stat_result, path: str, cap: int, out: Read) -> None:
+    """The first scan: the file's last whole lines (``FIRST_SCAN_BYTES`` at most), to learn from."""
+    out.first = True
+    start = max(0, st.st_size - min(cap, FIRST_SCAN_BYTES))
+    data = _read_range(fd, start, st.st_size)
+    if start > 0:
+        data = data[data.find(b"\n") + 1:]  # drop the partial first line
+    body, used = _whole_lines(data)
+    out.lines = _decode(body)
+    out.position = {"path": path, "dev": st.st_dev, "ino": st.st_ino, "offset": st.st_size - len(data) + used}
+
+
+def _read_rotated_rest(path: str, pos: dict, budget: int, out: Read) -> int:
+    """The lines the rotated-away file got after ``pos`` (the newest half of ``budget`` at most); bytes read."""
+    old = _rotated_copy(path, pos["dev"], pos["ino"])
+    if old is None:
+        out.notes.append("the auth log was rotated and its old copy is gone: lines between the "
+                         "last scan and the rotation are not counted")
+        return 0
+    try:
+        ofd, ost = _open_regular(old)
+    except AuthLogError as exc:
+        out.notes.append(f"the rotated auth log cannot be read ({exc})")
+        return 0
+    try:
+        start = min(pos["offset"], ost.st_size)
+        if ost.st_size - start > budget // 2:
+            out.skipped_bytes += ost.st_size - start - budget // 2
+            start = ost.st_size - budget // 2
+        data = _read_range(ofd, start, ost.st_size)
+        out.lines.extend(_decode(data))
+        return len(data)
+    finally:
+        os.close(ofd)
+
+
+def _read_since(fd: int, size: int, offset: int, budget: int, out: Read) -> int:
+    """The whole lines from ``offset`` to the end (the newest ``budget`` bytes at most); the offset reached."""
+    start = offset
+    if size - start > budget:
+        out.skipped_bytes += size - start - budget
+        start = size - budget
+    data = _read_range(fd, start, size)
+    if start > offset:
+        cut = data.find(b"\n") + 1
+        out.skipped_bytes += cut
+        data = data[cut:]
+        start += cut
+    body, used = _whole_lines(data)
+    out.lines.extend(_decode(body))
+    return start + used
 
 
 def _valid_position(position, path: str) -> bool:
@@ -211,9 +227,23 @@ def _run_bounded(args: list[str], env: dict, timeout: float, cap: int) -> tuple[
     ``posix_spawn`` and two pipes instead of ``subprocess`` (whose import costs a script
     sensor ~10 ms a scan); the child is killed at the deadline or when ``cap`` is reached.
     """
-    import select
     import time
 
+    pid, out_r, err_r = _spawn(args, env)
+    deadline = time.monotonic() + timeout
+    try:
+        out, err, cut, timed_out = _drain(out_r, err_r, deadline, cap)
+        status = _reap(pid, deadline, kill_first=timed_out or cut)
+        if timed_out:
+            status = None
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    return status, bytes(out[:cap]), bytes(err), cut
+
+
+def _spawn(args: list[str], env: dict) -> tuple[int, int, int]:
+    """Start ``args`` reading /dev/null, writing into two pipes: (pid, stdout's read end, stderr's read end)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -221,92 +251,80 @@ def _run_bounded(args: list[str], env: dict, timeout: float, cap: int) -> tuple[
                (os.POSIX_SPAWN_CLOSE, out_r), (os.POSIX_SPAWN_CLOSE, err_r)]
     try:
         pid = os.posix_spawn(args[0], args, env, file_actions=actions)
+    except OSError:
+        os.close(out_r)
+        os.close(err_r)
+        raise
     finally:
         os.close(out_w)
         os.close(err_w)
+    return pid, out_r, err_r
+
+
+def _drain(out_r: int, err_r: int, deadline: float, cap: int) -> tuple[bytearray, bytearray, bool, bool]:
+    """Read both pipes until both close, stdout passes ``cap`` or the deadline passes.
+
+    Returns (stdout, the first 4 KiB of stderr, cut at the cap, timed out).
+    """
+    import select
+    import time
+
     out, err = bytearray(), bytearray()
-    cut = False
-    deadline = time.monotonic() + timeout
     poller = select.poll()
     open_fds = {out_r: out, err_r: err}
     for fd in open_fds:
         poller.register(fd, select.POLLIN | select.POLLHUP)
-    try:
-        while open_fds:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for fd, _ in poller.poll(left * 1000):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    poller.unregister(fd)
-                    del open_fds[fd]
-                    continue
-                buf = open_fds[fd]
-                if fd == err_r:
-                    if len(buf) < 4096:
-                        buf += chunk[: 4096 - len(buf)]
-                    continue
-                buf += chunk
-                if len(buf) > cap:
-                    cut = True
-                    open_fds.clear()
-                    break
-        status = None
-        if open_fds or cut:
+    while open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for fd, _ in poller.poll(left * 1000):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                del open_fds[fd]
+                continue
+            buf = open_fds[fd]
+            if fd == err_r:
+                if len(buf) < 4096:
+                    buf += chunk[: 4096 - len(buf)]
+                continue
+            buf += chunk
+            if len(buf) > cap:
+                return out, err, True, False
+    return out, err, False, bool(open_fds)
+
+
+def _reap(pid: int, deadline: float, kill_first: bool) -> int | None:
+    """Wait for the child (killed first when asked, killed anyway at the deadline); its exit status or None."""
+    import time
+
+    if kill_first:
+        os.kill(pid, 9)
+    for _ in range(200):
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(code)
+        if time.monotonic() > deadline:
             os.kill(pid, 9)
-        for _ in range(200):
-            done, code = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = os.waitstatus_to_exitcode(code)
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.005)
-        if open_fds and not cut:
-            status = None  # timed out
-    finally:
-        os.close(out_r)
-        os.close(err_r)
-    return status, bytes(out[:cap]), bytes(err), cut
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.005)
+    return None
 
 
 def read_journal(cursor: str | None, timeout: float, directory: str | None = None,
                  cap: int = MAX_SCAN_BYTES) -> Read:
     """sshd messages from the journal after ``cursor`` (None: the first scan, learn only)."""
-    import json
-
     exe = journalctl_path()
     if exe is None:
         raise AuthLogError("journalctl is not installed on this host")
-    # No --quiet: its warning about journals this user may not read is how a lack of permission shows.
-    args = [exe, "--no-pager", "-o", "json",
-            "--output-fields=MESSAGE,_PID,SYSLOG_PID,SYSLOG_IDENTIFIER"]
-    if directory:
-        args.append(f"--directory={directory}")
     out = Read(source="journal")
     if cursor is not None and not _CURSOR.match(cursor):
         cursor = None
         out.notes.append("the stored journal cursor was malformed: started a fresh baseline")
-    if cursor is None:
-        out.first = True
-        args += ["-n", "2000"]
-    else:
-        args += [f"--after-cursor={cursor}", "-n", str(MAX_JOURNAL_ENTRIES)]
-    args += [f"SYSLOG_IDENTIFIER={i}" for i in JOURNAL_IDENTIFIERS]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "SYSTEMD_COLORS": "0",
-           "SYSTEMD_PAGER": ""}
-    try:
-        status, stdout, stderr, cut = _run_bounded(args, env, timeout, cap)
-    except OSError as exc:
-        raise AuthLogError(f"journalctl could not be started ({exc.strerror or exc})") from None
-    if status is None and not cut:
-        raise AuthLogError(f"journalctl did not finish within {timeout:g}s")
-    if b"not seeing messages from other users" in stderr or b"insufficient permissions" in stderr:
-        raise AuthLogError("no permission to read the system journal (run as root or add the user to group "
-                           "systemd-journal or adm)")
+    out.first = cursor is None
+    status, stdout, stderr, cut = _run_journalctl(_journal_args(exe, cursor, directory), timeout, cap)
     if status not in (0, None) and not stdout:
         err = stderr.decode("utf-8", "replace").strip().splitlines()
         reason = err[-1][:200] if err else f"exit status {status}"
@@ -319,6 +337,45 @@ def read_journal(cursor: str | None, timeout: float, directory: str | None = Non
     if cut:
         out.notes.append(f"more than {cap // (1024 * 1024)} MiB of sshd messages since the last scan: "
                          "counted the first part, the rest follows next scan")
+    last_cursor = _journal_entries(stdout, cursor, out.lines)
+    out.position = {"cursor": last_cursor} if last_cursor else {}
+    return out
+
+
+def _journal_args(exe: str, cursor: str | None, directory: str | None) -> list[str]:
+    """journalctl's command line: sshd's entries after ``cursor``, or the last 2000 without one."""
+    # No --quiet: its warning about journals this user may not read is how a lack of permission shows.
+    args = [exe, "--no-pager", "-o", "json",
+            "--output-fields=MESSAGE,_PID,SYSLOG_PID,SYSLOG_IDENTIFIER"]
+    if directory:
+        args.append(f"--directory={directory}")
+    if cursor is None:
+        args += ["-n", "2000"]
+    else:
+        args += [f"--after-cursor={cursor}", "-n", str(MAX_JOURNAL_ENTRIES)]
+    return args + [f"SYSLOG_IDENTIFIER={i}" for i in JOURNAL_IDENTIFIERS]
+
+
+def _run_journalctl(args: list[str], timeout: float, cap: int) -> tuple[int | None, bytes, bytes, bool]:
+    """``_run_bounded`` in a plain environment; ``AuthLogError`` when it cannot start, times out or may not read."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "SYSTEMD_COLORS": "0",
+           "SYSTEMD_PAGER": ""}
+    try:
+        status, stdout, stderr, cut = _run_bounded(args, env, timeout, cap)
+    except OSError as exc:
+        raise AuthLogError(f"journalctl could not be started ({exc.strerror or exc})") from None
+    if status is None and not cut:
+        raise AuthLogError(f"journalctl did not finish within {timeout:g}s")
+    if b"not seeing messages from other users" in stderr or b"insufficient permissions" in stderr:
+        raise AuthLogError("no permission to read the system journal (run as root or add the user to group "
+                           "systemd-journal or adm)")
+    return status, stdout, stderr, cut
+
+
+def _journal_entries(stdout: bytes, cursor: str | None, lines: list) -> str | None:
+    """Append (pid, message) of each JSON entry in ``stdout`` to ``lines``; return the last cursor seen."""
+    import json
+
     last_cursor = cursor
     for raw in stdout.splitlines():
         try:
@@ -339,9 +396,8 @@ def read_journal(cursor: str | None, timeout: float, directory: str | None = Non
         # SYSLOG_PID is the PID sshd put in its syslog message (the same as _PID for sshd itself).
         pid = entry.get("SYSLOG_PID") or entry.get("_PID")
         if isinstance(message, str) and isinstance(pid, str) and pid.isdigit():
-            out.lines.append((int(pid), message[:2048]))
-    out.position = {"cursor": last_cursor} if last_cursor else {}
-    return out
+            lines.append((int(pid), message[:2048]))
+    return last_cursor
 
 
 def probe() -> list[tuple[str, bool, str]]:

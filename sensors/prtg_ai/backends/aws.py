@@ -121,12 +121,41 @@ def _what(service: str, op: str) -> str:
     return f"{_SERVICE_NAMES.get(service, service)} {op}"
 
 
-def translate(exc: BaseException, service: str, op: str) -> AwsError:
-    """Turn a boto3/botocore exception into an ``AwsError`` with an actionable text (never the secret)."""
+def _client_error(exc, service: str, op: str, what: str, action: str | None) -> AwsError:
+    """An AWS API error answer (botocore ``ClientError``), by its code and HTTP status."""
+    err = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+    code = str(err.get("Code", "") or "")
+    status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) if isinstance(exc.response, dict) else 0
+    message = " ".join(str(err.get("Message", "") or "").split())[:200]
+    # The code and status only: the message is the remote body's text (an HTML error page
+    # from a proxy or a 500) and is never copied into a log line or PRTG's text.
+    log.info("%s failed: %s (HTTP %s)", what, code[:60], status)
+    if code in _DENIED or "not authorized to perform" in message:
+        needed = action or f"{service}:{op}"
+        return AwsDenied(
+            f"AWS denied {what}: the credentials lack IAM permission {needed} ({code}).",
+            f"Add {needed} to the probe's IAM policy (the pack ships the least-privilege policy "
+            f"{POLICY_FILE if (service, op) in IAM_ACTIONS else ACT_POLICY_FILE}).",
+            action=needed, code=code)
+    if code in _BAD_CREDENTIALS:
+        return AwsNoCredentials(f"AWS rejected the credentials for {what} ({code}).",
+                                "Check the access key is active and the clock of the probe is right.",
+                                code=code)
+    if code in _THROTTLED or status == 429:
+        return AwsThrottled(f"AWS throttled {what} ({code or status}).",
+                            "The sensor backs off and serves cached data; fewer sensors per account help.",
+                            code=code)
+    if code == "OptInRequired":
+        return AwsDenied(f"{what} needs an opt-in for this account ({code}).",
+                         "Enable the service for the account (Cost Explorer: Billing console).", code=code)
+    shown = code if code.replace(".", "").isalnum() and len(code) <= 60 else f"HTTP {status}"
+    return AwsError(f"AWS {what} failed ({shown or status}).", "Transient: the sensor retries later.", code=code)
+
+
+def _credentials_error(exc, what: str) -> AwsError | None:
+    """No credentials, an unknown profile, or a credential source that failed; None for anything else."""
     from botocore import exceptions as bx
 
-    action = IAM_ACTIONS.get((service, op)) or ACT_IAM_ACTIONS.get((service, op))
-    what = _what(service, op)
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError)):
         return AwsNoCredentials(
             f"No AWS credentials found for {what}.",
@@ -141,6 +170,18 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
     if isinstance(exc, credential_errors):
         return AwsNoCredentials(f"AWS credentials could not be loaded for {what} ({type(exc).__name__}).",
                                 "Check the profile's credential source (role, SSO login, process).")
+    return None
+
+
+def translate(exc: BaseException, service: str, op: str) -> AwsError:
+    """Turn a boto3/botocore exception into an ``AwsError`` with an actionable text (never the secret)."""
+    from botocore import exceptions as bx
+
+    action = IAM_ACTIONS.get((service, op)) or ACT_IAM_ACTIONS.get((service, op))
+    what = _what(service, op)
+    credentials = _credentials_error(exc, what)
+    if credentials is not None:
+        return credentials
     if isinstance(exc, bx.NoRegionError):
         return AwsError(f"No AWS region for {what}.", "Give --region or set AWS_DEFAULT_REGION.")
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
@@ -150,33 +191,7 @@ def translate(exc: BaseException, service: str, op: str) -> AwsError:
             f"AWS endpoint {endpoint!s:.120} for {what} {kind}.".replace("  ", " "),
             "Check the probe's network path / proxy to AWS and any AWS_ENDPOINT_URL setting.")
     if isinstance(exc, bx.ClientError):
-        err = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-        code = str(err.get("Code", "") or "")
-        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) if isinstance(exc.response, dict) else 0
-        message = " ".join(str(err.get("Message", "") or "").split())[:200]
-        # The code and status only: the message is the remote body's text (an HTML error page
-        # from a proxy or a 500) and is never copied into a log line or PRTG's text.
-        log.info("%s failed: %s (HTTP %s)", what, code[:60], status)
-        if code in _DENIED or "not authorized to perform" in message:
-            needed = action or f"{service}:{op}"
-            return AwsDenied(
-                f"AWS denied {what}: the credentials lack IAM permission {needed} ({code}).",
-                f"Add {needed} to the probe's IAM policy (the pack ships the least-privilege policy "
-                f"{POLICY_FILE if (service, op) in IAM_ACTIONS else ACT_POLICY_FILE}).",
-                action=needed, code=code)
-        if code in _BAD_CREDENTIALS:
-            return AwsNoCredentials(f"AWS rejected the credentials for {what} ({code}).",
-                                    "Check the access key is active and the clock of the probe is right.",
-                                    code=code)
-        if code in _THROTTLED or status == 429:
-            return AwsThrottled(f"AWS throttled {what} ({code or status}).",
-                                "The sensor backs off and serves cached data; fewer sensors per account help.",
-                                code=code)
-        if code == "OptInRequired":
-            return AwsDenied(f"{what} needs an opt-in for this account ({code}).",
-                             "Enable the service for the account (Cost Explorer: Billing console).", code=code)
-        shown = code if code.replace(".", "").isalnum() and len(code) <= 60 else f"HTTP {status}"
-        return AwsError(f"AWS {what} failed ({shown or status}).", "Transient: the sensor retries later.", code=code)
+        return _client_error(exc, service, op, what, action)
     if isinstance(exc, bx.ParamValidationError):
         return AwsError(f"AWS {what} was called with an invalid parameter ({str(exc)[:200]}).",
                         "This is a bug in prtg-ai; please report it.")

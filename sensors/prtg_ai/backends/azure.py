@@ -29,7 +29,7 @@ import os
 from datetime import date, datetime
 from urllib.parse import quote
 
-from prtg_ai.backends.cloud_http import MAX_PAGES, CloudError, Http
+from prtg_ai.backends.cloud_http import MAX_PAGES, CloudClient, CloudError, Http
 
 ARM = "https://management.azure.com"
 PRICES = "https://prices.azure.com"
@@ -93,7 +93,7 @@ def _credential(env: dict):
     return credential
 
 
-class Azure:
+class Azure(CloudClient):
     """The calls ``gpu_spend --cloud azure`` makes, with one credential."""
 
     def __init__(self, env):
@@ -101,27 +101,22 @@ class Azure:
         self.arm = (self.env.get("PRTG_AI_AZURE_ENDPOINT") or ARM).rstrip("/")
         self.prices_url = (self.env.get("PRTG_AI_AZURE_PRICES_ENDPOINT") or PRICES).rstrip("/")
         self.http = Http("Azure", RBAC_ACTIONS, ROLE_FILE, _NAMES)
-        self._token: str | None = None
-
-    def sent(self, service: str) -> int:
-        return self.http.sent(service)
 
     # -- credentials --------------------------------------------------------
-    def token(self) -> str:
-        if self._token is None:
-            try:
-                import azure.identity  # noqa: F401
-            except ImportError:
-                raise CloudError("credentials", "azure-identity is not installed on this probe.",
-                                 "pip install 'prtg-ai[azure]' in the pack's Python environment.") from None
-            try:
-                self._token = _credential(dict(os.environ)).get_token(ARM_SCOPE).token
-            except Exception as exc:  # azure-identity raises ClientAuthenticationError / CredentialUnavailableError
-                raise CloudError("credentials", f"No Azure credential could get a token ({type(exc).__name__}).",
-                                 "Give the probe a managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID with a "
-                                 "federated token or certificate, or run az login as the probe's account "
-                                 "(prtg-ai doctor checks it).") from None
-        return self._token
+    @staticmethod
+    def _fetch_token() -> str:
+        try:
+            import azure.identity  # noqa: F401
+        except ImportError:
+            raise CloudError("credentials", "azure-identity is not installed on this probe.",
+                             "pip install 'prtg-ai[azure]' in the pack's Python environment.") from None
+        try:
+            return _credential(dict(os.environ)).get_token(ARM_SCOPE).token
+        except Exception as exc:  # azure-identity raises ClientAuthenticationError / CredentialUnavailableError
+            raise CloudError("credentials", f"No Azure credential could get a token ({type(exc).__name__}).",
+                             "Give the probe a managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID with a "
+                             "federated token or certificate, or run az login as the probe's account "
+                             "(prtg-ai doctor checks it).") from None
 
     def _arm(self, service: str, op: str, method: str, path: str, params: dict, body=None,
              url: str | None = None) -> dict:

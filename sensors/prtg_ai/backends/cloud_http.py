@@ -165,3 +165,19 @@ class Http:
                               "Check the parameters; if they are right this is a bug in prtg-ai.", code=code)
         return CloudError("failed", f"{self.cloud} {what} failed (HTTP {status} {code}).".replace(" )", ")"),
                           "Transient: the sensor retries later.", retry_after=retry_after_s(headers), code=code)
+
+
+class CloudClient:
+    """Base of a cloud's API client: requests counted per service (``self.http``), one token per client."""
+
+    http: Http
+    _token: str | None = None
+
+    def sent(self, service: str) -> int:
+        return self.http.sent(service)
+
+    def token(self) -> str:
+        """The bearer token: fetched by the cloud's ``_fetch_token`` on first use, then kept."""
+        if self._token is None:
+            self._token = self._fetch_token()
+        return self._token

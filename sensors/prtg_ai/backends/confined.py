@@ -33,6 +33,7 @@ def opened_path(fd: int, fallback: str) -> str:
 
 
 def under(real: str, roots) -> bool:
+    """Whether the resolved path ``real`` is one of ``roots`` or below one (the agent's check, and this one's)."""
     for root in roots:
         try:
             if os.path.commonpath([real, root]) == root:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from prtg_ai.backends.cloud_http import MAX_PAGES, CloudError, Http
+from prtg_ai.backends.cloud_http import MAX_PAGES, CloudClient, CloudError, Http
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ROLE_FILE = "installer/assets/iam/prtg-ai-gpu-spend-gcp-role.yaml"
@@ -68,7 +68,7 @@ def credential_status() -> tuple[bool, str]:
         (f", project {project})" if project else ")")
 
 
-class Gcp:
+class Gcp(CloudClient):
     """The calls ``gpu_spend --cloud gcp`` makes, with Application Default Credentials."""
 
     def __init__(self, env):
@@ -77,37 +77,32 @@ class Gcp:
                     for k, v in DEFAULTS.items()}
         self.http = Http("Google Cloud", {k: ", ".join(v) or None for k, v in IAM_PERMISSIONS.items()},
                          ROLE_FILE, _NAMES)
-        self._token: str | None = None
         self.bytes_billed = 0
 
-    def sent(self, service: str) -> int:
-        return self.http.sent(service)
-
-    def token(self) -> str:
-        if self._token is None:
-            try:
-                import google.auth
-                import google.auth.transport.requests
-                from google.auth import exceptions as gx
-            except ImportError:
-                raise CloudError("credentials", "google-auth is not installed on this probe.",
-                                 "pip install 'prtg-ai[gcp]' in the pack's Python environment.") from None
-            try:
-                credentials, _ = google.auth.default(scopes=[SCOPE])
-                credentials.refresh(google.auth.transport.requests.Request())
-            except gx.DefaultCredentialsError:
-                raise CloudError("credentials", "No Google Cloud Application Default Credentials found.",
-                                 "Set GOOGLE_APPLICATION_CREDENTIALS to a service account's key or workload "
-                                 "identity configuration, run gcloud auth application-default login as the "
-                                 "probe's account, or run the probe on GCE/GKE with a service account.") from None
-            except gx.RefreshError as exc:
-                raise CloudError("credentials", f"Google Cloud refused to issue a token ({type(exc).__name__}).",
-                                 "Check the service account exists, is enabled, and its key is valid.") from None
-            except gx.TransportError:
-                raise CloudError("unreachable", "The Google token endpoint could not be reached.",
-                                 "Check the probe's network path / proxy.") from None
-            self._token = credentials.token
-        return self._token
+    @staticmethod
+    def _fetch_token() -> str:
+        try:
+            import google.auth
+            import google.auth.transport.requests
+            from google.auth import exceptions as gx
+        except ImportError:
+            raise CloudError("credentials", "google-auth is not installed on this probe.",
+                             "pip install 'prtg-ai[gcp]' in the pack's Python environment.") from None
+        try:
+            credentials, _ = google.auth.default(scopes=[SCOPE])
+            credentials.refresh(google.auth.transport.requests.Request())
+        except gx.DefaultCredentialsError:
+            raise CloudError("credentials", "No Google Cloud Application Default Credentials found.",
+                             "Set GOOGLE_APPLICATION_CREDENTIALS to a service account's key or workload "
+                             "identity configuration, run gcloud auth application-default login as the "
+                             "probe's account, or run the probe on GCE/GKE with a service account.") from None
+        except gx.RefreshError as exc:
+            raise CloudError("credentials", f"Google Cloud refused to issue a token ({type(exc).__name__}).",
+                             "Check the service account exists, is enabled, and its key is valid.") from None
+        except gx.TransportError:
+            raise CloudError("unreachable", "The Google token endpoint could not be reached.",
+                             "Check the probe's network path / proxy.") from None
+        return credentials.token
 
     def _get(self, service: str, op: str, path: str, params: dict | None = None) -> dict:
         doc, _ = self.http.call(service, op, "GET", f"{self.url[service]}{path}", token=self.token(), params=params)

@@ -421,18 +421,7 @@ class Nvml:
         nv = self.nv
         sample = GpuSample(index=index, uuid="")
         call = _Caller(nv, sample)
-        uuid = call("nvmlDeviceGetUUID", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetUUID
-        sample.uuid = _text(uuid) if uuid else f"index-{index}"
-        name = call("nvmlDeviceGetName", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetName
-        sample.name = _text(name) if name else None
-        pci = call("nvmlDeviceGetPciInfo_v3", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetPciInfo_v3
-        if pci is not None:
-            sample.pci_bus_id = _text(pci.busId)
-
-        mig = call("nvmlDeviceGetMigMode", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlMultiInstanceGPU.html#nvmlDeviceGetMigMode
-        if mig is not None:
-            sample.mig_enabled = int(mig[0]) == 1
-
+        self._identity(call, handle, sample, index)
         util = call("nvmlDeviceGetUtilizationRates", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetUtilizationRates
         if util is not None:
             sample.util_gpu, sample.util_memory = int(util.gpu), int(util.memory)
@@ -453,6 +442,33 @@ class Nvml:
         sample.power_limit_mw = call("nvmlDeviceGetEnforcedPowerLimit", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetEnforcedPowerLimit
         sample.energy_mj = call("nvmlDeviceGetTotalEnergyConsumption", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetTotalEnergyConsumption
 
+        self._clocks(call, handle, sample)
+        self._ecc(call, handle, sample)
+        self._fields(call, handle, sample)
+        self._pcie(call, handle, sample)
+        self._processes(call, handle, sample)
+        if sample.mig_enabled:
+            self._mig(call, handle, sample)
+        if gpm_window > 0:
+            self._gpm(call, handle, sample, gpm_window, sleep)
+        return sample
+
+    def _identity(self, call: _Caller, handle, sample: GpuSample, index: int) -> None:
+        """UUID (``index-N`` when it cannot be read), name, PCI bus id and MIG mode."""
+        uuid = call("nvmlDeviceGetUUID", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetUUID
+        sample.uuid = _text(uuid) if uuid else f"index-{index}"
+        name = call("nvmlDeviceGetName", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetName
+        sample.name = _text(name) if name else None
+        pci = call("nvmlDeviceGetPciInfo_v3", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetPciInfo_v3
+        if pci is not None:
+            sample.pci_bus_id = _text(pci.busId)
+
+        mig = call("nvmlDeviceGetMigMode", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlMultiInstanceGPU.html#nvmlDeviceGetMigMode
+        if mig is not None:
+            sample.mig_enabled = int(mig[0]) == 1
+
+    def _clocks(self, call: _Caller, handle, sample: GpuSample) -> None:
+        """SM and memory clocks, performance state, and why the clocks are held down."""
         sample.clock_sm = call("nvmlDeviceGetClockInfo", handle, CLOCK_SM, label="clock SM")  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetClockInfo
         sample.clock_mem = call("nvmlDeviceGetClockInfo", handle, CLOCK_MEM, label="clock memory")  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetClockInfo
         sample.pstate = call("nvmlDeviceGetPerformanceState", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetPerformanceState
@@ -463,16 +479,6 @@ class Nvml:
             sample.absent.remove("nvmlDeviceGetCurrentClocksEventReasons")
             reasons = call("nvmlDeviceGetCurrentClocksThrottleReasons", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetCurrentClocksThrottleReasons
         sample.clocks_event_reasons = reasons
-
-        self._ecc(call, handle, sample)
-        self._fields(call, handle, sample)
-        self._pcie(call, handle, sample)
-        self._processes(call, handle, sample)
-        if sample.mig_enabled:
-            self._mig(call, handle, sample)
-        if gpm_window > 0:
-            self._gpm(call, handle, sample, gpm_window, sleep)
-        return sample
 
     def _ecc(self, call: _Caller, handle, sample: GpuSample) -> None:
         mode = call("nvmlDeviceGetEccMode", handle)  # https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html#nvmlDeviceGetEccMode

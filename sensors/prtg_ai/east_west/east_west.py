@@ -369,16 +369,8 @@ def _never_used(dev: netdev.NetDev) -> bool:
     return down and rx is not None and tx is not None and rx.value == 0 and tx.value == 0
 
 
-def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
-                 default_route: set[str]) -> list[Decision]:
-    """The role of every interface (pure; the rules are the module docstring's).
-
-    Args:
-        devs: the host's interfaces, with facts; counters are needed for the hardware ones.
-        named: the interfaces ``--interface`` selected, or None for the default rule.
-        default_route: interfaces carrying a default route.
-    """
-    by_name = {d.name: d for d in devs}
+def _topology(devs: Sequence[netdev.NetDev]) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Who sits on whom: each interface's master (bond, bridge), and each one's lower devices."""
     by_index = {d.facts.ifindex: d.name for d in devs if d.facts and d.facts.ifindex is not None}
     masters: dict[str, str] = {}
     lowers: dict[str, set[str]] = {d.name: set() for d in devs}
@@ -394,12 +386,15 @@ def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
             lowers.setdefault(f.master, set()).add(d.name)
         if f.ifindex is not None and f.iflink not in (None, 0, f.ifindex) and f.iflink in by_index:
             lowers[d.name].add(by_index[f.iflink])
-    if named is not None:
-        # naming a bond slave names its bond: the slave is only counted there
-        named = list(named) + [masters[n] for n in named if n in masters and masters[n] in by_name
-                               and (by_name[masters[n]].facts or netdev.NetFacts()).bond]
-    # The default route's devices and everything below them (bond slaves, a bridge's
-    # hardware port, a VLAN's parent) carry front-end traffic.
+    return masters, lowers
+
+
+def _front_end(default_route: set[str], lowers: dict[str, set[str]]) -> dict[str, str]:
+    """Each front-end interface with the default-route interface it serves.
+
+    The default route's devices and everything below them (bond slaves, a bridge's
+    hardware port, a VLAN's parent) carry front-end traffic.
+    """
     front: dict[str, str] = {}
     todo = [(n, n) for n in sorted(default_route)]
     while todo:
@@ -408,45 +403,69 @@ def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
             continue
         front[name] = via
         todo.extend((low, via) for low in sorted(lowers.get(name, ())))
+    return front
 
+
+def _in_bond(dev: netdev.NetDev, masters: dict[str, str], by_name: dict[str, netdev.NetDev]) -> str | None:
+    """The bond ``dev`` is a slave of, or None."""
+    master = masters.get(dev.name)
+    master_dev = by_name.get(master) if master else None
+    if master_dev is not None and master_dev.facts is not None and master_dev.facts.bond:
+        return master
+    return None
+
+
+def _role(dev: netdev.NetDev, named: Sequence[str] | None, bond: str | None,
+          lowers: dict[str, set[str]], front: dict[str, str]) -> tuple[str, str] | None:
+    """(role, why) of one interface, or None for loopback (never listed); the rules in order."""
+    name, f = dev.name, dev.facts
+    if dev.type == netdev.ARPHRD_LOOPBACK or name == "lo":
+        return None
+    if dev.type == netdev.ARPHRD_INFINIBAND and not (named and name in named):
+        return "skip", "IPoIB, counted in its HCA port"
+    if bond is not None:
+        # counted once, as the bond (the bond's counters are the sum of its slaves')
+        return "skip", f"in bond {bond}, counted there"
+    if named is not None and name in named:
+        return "fabric", "named"
+    kind = virtual_kind(dev)
+    if kind is not None:
+        return "skip", kind
+    if f is not None and f.bond and not f.bond_slaves and not lowers.get(name):
+        return "skip", "bond without slaves"
+    if name in front:
+        via = front[name]
+        return "frontend", "default route" if via == name else f"default route via {via}"
+    if named is not None:  # the admin chose the fabric: the rest is front-end
+        return "frontend", "not named"
+    if f is not None and f.rdma:
+        return "fabric", "RoCE netdev"
+    if _never_used(dev):
+        return "skip", "down and never carried traffic"
+    return "fabric", "hardware, no default route"
+
+
+def decide_roles(devs: Sequence[netdev.NetDev], named: Sequence[str] | None,
+                 default_route: set[str]) -> list[Decision]:
+    """The role of every interface (pure; the rules are the module docstring's).
+
+    Args:
+        devs: the host's interfaces, with facts; counters are needed for the hardware ones.
+        named: the interfaces ``--interface`` selected, or None for the default rule.
+        default_route: interfaces carrying a default route.
+    """
+    by_name = {d.name: d for d in devs}
+    masters, lowers = _topology(devs)
+    if named is not None:
+        # naming a bond slave names its bond: the slave is only counted there
+        named = list(named) + [masters[n] for n in named if n in masters and masters[n] in by_name
+                               and (by_name[masters[n]].facts or netdev.NetFacts()).bond]
+    front = _front_end(default_route, lowers)
     out: list[Decision] = []
     for dev in sorted(devs, key=lambda d: d.name):
-        name, f = dev.name, dev.facts
-        master = masters.get(name)
-        master_dev = by_name.get(master) if master else None
-        if dev.type == netdev.ARPHRD_LOOPBACK or name == "lo":
-            continue
-        if dev.type == netdev.ARPHRD_INFINIBAND and not (named and name in named):
-            out.append(Decision(name, "skip", "IPoIB, counted in its HCA port"))
-            continue
-        if master_dev is not None and master_dev.facts is not None and master_dev.facts.bond:
-            # counted once, as the bond (the bond's counters are the sum of its slaves')
-            out.append(Decision(name, "skip", f"in bond {master}, counted there"))
-            continue
-        if named is not None and name in named:
-            out.append(Decision(name, "fabric", "named"))
-            continue
-        kind = virtual_kind(dev)
-        if kind is not None:
-            out.append(Decision(name, "skip", kind))
-            continue
-        if f is not None and f.bond and not f.bond_slaves and not lowers.get(name):
-            out.append(Decision(name, "skip", "bond without slaves"))
-            continue
-        if name in front:
-            via = front[name]
-            out.append(Decision(name, "frontend", "default route" if via == name else f"default route via {via}"))
-            continue
-        if named is not None:  # the admin chose the fabric: the rest is front-end
-            out.append(Decision(name, "frontend", "not named"))
-            continue
-        if f is not None and f.rdma:
-            out.append(Decision(name, "fabric", "RoCE netdev"))
-            continue
-        if _never_used(dev):
-            out.append(Decision(name, "skip", "down and never carried traffic"))
-            continue
-        out.append(Decision(name, "fabric", "hardware, no default route"))
+        role = _role(dev, named, _in_bond(dev, masters, by_name), lowers, front)
+        if role is not None:
+            out.append(Decision(dev.name, *role))
     return out
 
 
@@ -526,6 +545,17 @@ def nvlink_rates(previous: dict, previous_t: float, current: dict[str, tuple[int
 
 # -- the sensor ---------------------------------------------------------------
 
+def _require_readable(fabric: list[Port], sys_root) -> None:
+    """Fail the scan when fabric ports exist but none has a readable traffic counter."""
+    unreadable = [p for p in fabric if "rx_bytes" not in p.counters and "tx_bytes" not in p.counters]
+    if fabric and len(unreadable) == len(fabric):
+        detail = "; ".join(f"{p.label}: " + ", ".join(f"{k} {v}" for k, v in sorted(p.problems.items())[:3])
+                           for p in unreadable[:4])
+        raise SensorError(f"No fabric port has readable traffic counters ({detail}).",
+                          "Check the HCA driver (mlx5_core/ib_core) and read access to "
+                          f"{sys_root}/class/infiniband and {sys_root}/class/net.")
+
+
 class EastWestSensor(Sensor):
     id = "east_west"
     title = "East-west fabric traffic"
@@ -548,12 +578,43 @@ class EastWestSensor(Sensor):
     def run(self) -> SensorResult:
         sys_root, proc_root = self.ctx.sys_root, self.ctx.proc_root
         netdev.check_sysfs(sys_root)
+        devs, named = self._read_interfaces(sys_root)
+        hcas = netdev.list_hcas(sys_root)
+        chosen_hcas = select(hcas, self.values.get("hca"), "hca", "RDMA device") if self.values.get("hca") else hcas
+        ib_ports = [netdev.read_ib_port(sys_root, d, p) for d in chosen_hcas for p in netdev.list_ports(sys_root, d)]
+        default_route = netdev.read_default_route_ifaces(proc_root)
+        boot_id = netdev.read_boot_id(proc_root)
+        ports, skipped = classify(devs, ib_ports, named, default_route)
+        nvlink, nvlink_note = self._read_nvlink(proc_root)
+        fabric = [p for p in ports if p.role == "fabric"]
+        frontend = [p for p in ports if p.role == "frontend"]
+        _require_readable(fabric, sys_root)
+
+        result = SensorResult()
+        baseline, slots, readings, nvlink_rate = self._advance(result, ports, fabric, boot_id, nvlink)
+        result.text = self._classification_text(fabric, frontend, skipped)
+        if baseline:
+            result.note(f"Collecting baseline ({baseline}): rates and changes appear from the next scan")
+        self._totals(result, fabric, frontend, readings, baseline is not None)
+        if nvlink_rate is not None:
+            result.add(self.channel("nvlink_tx", round(nvlink_rate[0])))
+            result.add(self.channel("nvlink_rx", round(nvlink_rate[1])))
+            result.note(f"NVLink ({len(nvlink)} GPU(s)) TX {_rate_text(nvlink_rate[0])}, RX {_rate_text(nvlink_rate[1])}")
+        if nvlink_note:
+            result.note(nvlink_note)
+        self._ports(result, fabric, slots, readings)
+        self._port_notes(result, fabric, readings, baseline is not None)
+        self._left_out(result, fabric + frontend, readings, baseline is not None)
+        if self.values.get("explain"):
+            result.note(self._explain(ports, skipped))
+        return result
+
+    def _read_interfaces(self, sys_root) -> tuple[list[netdev.NetDev], list[str] | None]:
+        """Every interface with its facts (and counters where they can count), and the named ones or None."""
         names = netdev.list_netdevs(sys_root)
         candidates = [n for n in names if n != "lo"]
         named = select(candidates, self.values.get("interface"), "interface", "interface") \
             if self.values.get("interface") else None
-        hcas = netdev.list_hcas(sys_root)
-        chosen_hcas = select(hcas, self.values.get("hca"), "hca", "RDMA device") if self.values.get("hca") else hcas
         # Loopback and IPoIB counters are not used unless named: skip reading them; the
         # counters of virtual interfaces are never used unless named either.
         skip = (netdev.ARPHRD_LOOPBACK, netdev.ARPHRD_INFINIBAND)
@@ -564,22 +625,12 @@ class EastWestSensor(Sensor):
                 counters, problems = netdev.read_stats(sys_root, n)
                 dev = dev._replace(counters=counters, problems=problems)
             devs.append(dev)
-        ib_ports = [netdev.read_ib_port(sys_root, d, p) for d in chosen_hcas for p in netdev.list_ports(sys_root, d)]
-        default_route = netdev.read_default_route_ifaces(proc_root)
-        boot_id = netdev.read_boot_id(proc_root)
-        ports, skipped = classify(devs, ib_ports, named, default_route)
-        nvlink, nvlink_note = self._read_nvlink(proc_root)
-        fabric = [p for p in ports if p.role == "fabric"]
-        frontend = [p for p in ports if p.role == "frontend"]
-        unreadable = [p for p in fabric if "rx_bytes" not in p.counters and "tx_bytes" not in p.counters]
-        if fabric and len(unreadable) == len(fabric):
-            detail = "; ".join(f"{p.label}: " + ", ".join(f"{k} {v}" for k, v in sorted(p.problems.items())[:3])
-                               for p in unreadable[:4])
-            raise SensorError(f"No fabric port has readable traffic counters ({detail}).",
-                              "Check the HCA driver (mlx5_core/ib_core) and read access to "
-                              f"{sys_root}/class/infiniband and {sys_root}/class/net.")
+        return devs, named
 
-        result = SensorResult()
+    def _advance(self, result: SensorResult, ports: list[Port], fabric: list[Port], boot_id: str | None,
+                 nvlink: dict | None) -> tuple[str | None, dict[str, int], dict[str, Reading], tuple | None]:
+        """This scan against the last one's state, which it replaces: (why a baseline or None, the
+        fabric ports' channel slots, each port's reading, the NVLink (TX, RX) rates or None)."""
         now = self.ctx.now()
         with StateStore(self.ctx.state_dir).session(self.id, self.state_identity(), max_samples=1) as state:
             baseline, prev_t, previous = self._previous(state, now, boot_id)
@@ -597,23 +648,7 @@ class EastWestSensor(Sensor):
             }
             for note in state.notes:
                 result.note(note)
-
-        result.text = self._classification_text(fabric, frontend, skipped)
-        if baseline:
-            result.note(f"Collecting baseline ({baseline}): rates and changes appear from the next scan")
-        self._totals(result, fabric, frontend, readings, baseline is not None)
-        if nvlink_rate is not None:
-            result.add(self.channel("nvlink_tx", round(nvlink_rate[0])))
-            result.add(self.channel("nvlink_rx", round(nvlink_rate[1])))
-            result.note(f"NVLink ({len(nvlink)} GPU(s)) TX {_rate_text(nvlink_rate[0])}, RX {_rate_text(nvlink_rate[1])}")
-        if nvlink_note:
-            result.note(nvlink_note)
-        self._ports(result, fabric, slots, readings)
-        self._port_notes(result, fabric, readings, baseline is not None)
-        self._left_out(result, fabric + frontend, readings, baseline is not None)
-        if self.values.get("explain"):
-            result.note(self._explain(ports, skipped))
-        return result
+        return baseline, slots, readings, nvlink_rate
 
     @staticmethod
     def _explain(ports: list[Port], skipped: list[str]) -> str:

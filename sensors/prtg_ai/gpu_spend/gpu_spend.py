@@ -440,19 +440,9 @@ class GpuSpendSensor(Sensor):
             result.add(self.channel("ce_requests_today",
                                     ce_cache.requests_today(cost.data, sm.utc_day(now).isoformat())))
         result.text = "; ".join(s for s in summary if s)
-        for name, part, has in (("Instance data", live, has_live), ("Cost Explorer data", cost, has_cost)):
-            if part.error is None:
-                continue
-            if has:
-                fetched = float(part.data["fetched_at"])
-                retry = _retry_hint(part.data, cfg, now, name == "Cost Explorer data")
-                result.note(f"{error_text(part.error)} Serving {name.lower()} fetched "
-                            f"{_age_words(ce_cache.age_s(fetched, now))} ago{retry}")
-            else:
-                result.warning = True
-                result.note(f"{name} unavailable: {error_text(part.error)}")
-        for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
-            result.note(note)
+        closing_notes(result, now, (("Instance data", "instance data", live, has_live),
+                                    ("Cost Explorer data", "cost explorer data", cost, has_cost)),
+                      notes, lambda name, data: _retry_hint(data, cfg, now, name == "Cost Explorer data"))
         return result
 
     def _live_channels(self, result: SensorResult, live: _Part, now: float) -> sm.Burn:
@@ -587,6 +577,29 @@ def _kind(error) -> str:
 
 def error_text(error) -> str:
     return str(error.get("text", "")) if isinstance(error, dict) else error.message()
+
+
+def closing_notes(result: SensorResult, now: float, parts, notes: list[str], hint=None) -> None:
+    """The notes every cloud's summary ends with (shared by ``clouds.engine``).
+
+    ``parts``: (name, how the served data is called, part, usable), live data first.
+    A failed part still usable is served with its error and age (``hint(name, data)``
+    may add when the next attempt is); a failed part without data is a warning. Then
+    ``notes`` of this scan and the live data's own notes.
+    """
+    for name, served, part, has in parts:
+        if part.error is None:
+            continue
+        if has:
+            age = _age_words(ce_cache.age_s(float(part.data["fetched_at"]), now))
+            retry = hint(name, part.data) if hint is not None else ""
+            result.note(f"{error_text(part.error)} Serving {served} fetched {age} ago{retry}")
+        else:
+            result.warning = True
+            result.note(f"{name} unavailable: {error_text(part.error)}")
+    live, has_live = parts[0][2], parts[0][3]
+    for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
+        result.note(note)
 
 
 def _age_words(seconds: float | None) -> str:

@@ -32,31 +32,7 @@ def record(cls=None, *, frozen: bool = False):
     """Class decorator: ``__init__``/``__repr__``/``__eq__`` from the annotated fields."""
 
     def wrap(cls):
-        names = tuple(cls.__dict__.get("__annotations__", {}))
-        defaults = {}
-        for name in names:
-            if name in cls.__dict__:
-                defaults[name] = cls.__dict__[name]
-                if isinstance(defaults[name], _Factory):
-                    delattr(cls, name)
-
-        def __init__(self, *args, **kwargs):
-            if len(args) > len(names):
-                raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, got {len(args)}")
-            values = dict(zip(names, args))
-            for key, value in kwargs.items():
-                if key not in names or key in values:
-                    raise TypeError(f"{cls.__name__}() got an unexpected or repeated argument {key!r}")
-                values[key] = value
-            for name in names:
-                if name in values:
-                    value = values[name]
-                else:
-                    default = defaults.get(name, _MISSING)
-                    if default is _MISSING:
-                        raise TypeError(f"{cls.__name__}() missing argument {name!r}")
-                    value = default.factory() if isinstance(default, _Factory) else default
-                object.__setattr__(self, name, value)
+        names, defaults = _fields(cls)
 
         def __repr__(self):
             inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
@@ -67,25 +43,67 @@ def record(cls=None, *, frozen: bool = False):
                 return NotImplemented
             return all(getattr(self, n) == getattr(other, n) for n in names)
 
-        cls.__init__ = __init__
+        cls.__init__ = _init(cls, names, defaults)
         cls.__repr__ = __repr__
         cls.__eq__ = __eq__
         cls.__record_fields__ = names
         if frozen:
-            def __setattr__(self, name, value):
-                raise FrozenInstanceError(f"cannot assign to field {name!r} of a frozen {cls.__name__}")
-
-            def __delattr__(self, name):
-                raise FrozenInstanceError(f"cannot delete field {name!r} of a frozen {cls.__name__}")
-
-            def __hash__(self):
-                return hash(tuple(getattr(self, n) for n in names))
-
-            cls.__setattr__ = __setattr__
-            cls.__delattr__ = __delattr__
-            cls.__hash__ = __hash__
+            _freeze(cls, names)
         else:
             cls.__hash__ = None  # mutable and comparable by value: unhashable, as a dataclass
         return cls
 
     return wrap if cls is None else wrap(cls)
+
+
+def _fields(cls) -> tuple[tuple[str, ...], dict]:
+    """The field names of ``cls`` in order, and their defaults (factories leave the class)."""
+    names = tuple(cls.__dict__.get("__annotations__", {}))
+    defaults = {}
+    for name in names:
+        if name in cls.__dict__:
+            defaults[name] = cls.__dict__[name]
+            if isinstance(defaults[name], _Factory):
+                delattr(cls, name)
+    return names, defaults
+
+
+def _init(cls, names: tuple[str, ...], defaults: dict):
+    """``__init__`` taking the fields by position or name; defaults fill the rest, fresh from factories."""
+
+    def __init__(self, *args, **kwargs):
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes {len(names)} arguments, got {len(args)}")
+        values = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names or key in values:
+                raise TypeError(f"{cls.__name__}() got an unexpected or repeated argument {key!r}")
+            values[key] = value
+        for name in names:
+            if name in values:
+                value = values[name]
+            else:
+                default = defaults.get(name, _MISSING)
+                if default is _MISSING:
+                    raise TypeError(f"{cls.__name__}() missing argument {name!r}")
+                value = default.factory() if isinstance(default, _Factory) else default
+            object.__setattr__(self, name, value)
+
+    return __init__
+
+
+def _freeze(cls, names: tuple[str, ...]) -> None:
+    """Make ``cls`` immutable, and hashable by its fields."""
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r} of a frozen {cls.__name__}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r} of a frozen {cls.__name__}")
+
+    def __hash__(self):
+        return hash(tuple(getattr(self, n) for n in names))
+
+    cls.__setattr__ = __setattr__
+    cls.__delattr__ = __delattr__
+    cls.__hash__ = __hash__

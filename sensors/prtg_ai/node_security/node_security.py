@@ -339,9 +339,23 @@ class NodeSecuritySensor(Sensor):
     def _channels(self, result, findings, exposed, ports, new_ports, pids, proc_of, learning, since,
                   gpu_view, auth_view) -> None:
         add = lambda key, value, **kw: result.add(self.channel(key, value, **kw))  # noqa: E731
+        summary: list[str] = []
+        self._service_channels(result, add, summary, findings, exposed, ports, new_ports, pids, proc_of, learning)
+        if auth_view is not None:
+            self._auth_channels(result, add, summary, auth_view)
+        if gpu_view is not None:
+            self._gpu_channels(add, summary, gpu_view)
+        if not summary:
+            exposed_text = f"{len(ports)} exposed TCP port(s)" + (f" ({', '.join(map(str, ports[:12]))}"
+                                                                   f"{' ...' if len(ports) > 12 else ''})" if ports else "")
+            summary.append(f"No unauthenticated AI service; {exposed_text}")
+        result.text = ". ".join(summary)
+
+    def _service_channels(self, result, add, summary, findings, exposed, ports, new_ports, pids, proc_of,
+                          learning) -> None:
+        """Unauthenticated, exposed, new and protected services; what is wrong goes into ``summary``."""
         opened = findings["open"]
         add("unauth_services", len(opened))
-        summary = []
         if opened:
             parts = [f"{s.name} on {sock.shown} ({_proc_label(proc)}): {s.why}" for s, sock, proc in opened[:MAX_OPEN_SHOWN]]
             more = f" and {len(opened) - MAX_OPEN_SHOWN} more" if len(opened) > MAX_OPEN_SHOWN else ""
@@ -361,48 +375,47 @@ class NodeSecuritySensor(Sensor):
                         f"from the first scan")
         add("protected_services", len(findings["protected"]))
 
-        if auth_view is not None:
-            if "problem" in auth_view:
-                result.warning = True
-                result.note(f"SSH channels omitted: {auth_view['problem']}")
-            else:
-                minutes = auth_view["minutes"]
-                rate = auth_view["failures"] / minutes if minutes else 0.0
-                add("ssh_failures", round(rate, 3))
-                add("ssh_failure_sources", len(auth_view["sources"]))
-                add("new_login_sources", len(auth_view["new_logins"]))
-                if auth_view["new_logins"]:
-                    shown = ", ".join(f"{lg.user}@{lg.address} ({lg.method})"
-                                      for lg in auth_view["new_logins"][:MAX_SHOWN])
-                    summary.append(f"Login(s) from new address(es): {shown}")
-                if auth_view["first"]:
-                    result.note(f"SSH counting starts now ({auth_view['kind']}): rates from the next scan")
-                elif auth_view["failures"]:
-                    result.note(f"{auth_view['failures']} failed SSH authentication(s) from "
-                                f"{len(auth_view['sources'])} address(es) since the last scan")
-                for n in auth_view["notes"]:
-                    result.note("Auth log: " + n)
-                if auth_view["skipped"]:
-                    result.note(f"Auth log: {auth_view['skipped']} bytes skipped to stay within the per-scan cap")
+    @staticmethod
+    def _auth_channels(result, add, summary, auth_view: dict) -> None:
+        """SSH failures and new login sources, or a warning saying why they are left out."""
+        if "problem" in auth_view:
+            result.warning = True
+            result.note(f"SSH channels omitted: {auth_view['problem']}")
+            return
+        minutes = auth_view["minutes"]
+        rate = auth_view["failures"] / minutes if minutes else 0.0
+        add("ssh_failures", round(rate, 3))
+        add("ssh_failure_sources", len(auth_view["sources"]))
+        add("new_login_sources", len(auth_view["new_logins"]))
+        if auth_view["new_logins"]:
+            shown = ", ".join(f"{lg.user}@{lg.address} ({lg.method})"
+                              for lg in auth_view["new_logins"][:MAX_SHOWN])
+            summary.append(f"Login(s) from new address(es): {shown}")
+        if auth_view["first"]:
+            result.note(f"SSH counting starts now ({auth_view['kind']}): rates from the next scan")
+        elif auth_view["failures"]:
+            result.note(f"{auth_view['failures']} failed SSH authentication(s) from "
+                        f"{len(auth_view['sources'])} address(es) since the last scan")
+        for n in auth_view["notes"]:
+            result.note("Auth log: " + n)
+        if auth_view["skipped"]:
+            result.note(f"Auth log: {auth_view['skipped']} bytes skipped to stay within the per-scan cap")
 
-        if gpu_view is not None:
-            suspicious = gpu_view["suspicious"]
-            add("suspicious_gpu", len(suspicious))
-            add("gpu_processes", gpu_view["count"])
-            if suspicious:
-                parts = []
-                for index, proc, why in suspicious[:MAX_SHOWN]:
-                    where = ", ".join(x for x in (f"user {_safe(proc.user)}" if proc.user else "",
-                                                  f"container {proc.container}" if proc.container else "",
-                                                  f"pod {proc.pod}" if proc.pod else "") if x)
-                    parts.append(f"{_safe(proc.label)} PID {proc.pid} on GPU {index}" + (f" ({where})" if where else "")
-                                 + f": {why}")
-                summary.append("Suspicious GPU process(es): " + "; ".join(parts))
-        if not summary:
-            exposed_text = f"{len(ports)} exposed TCP port(s)" + (f" ({', '.join(map(str, ports[:12]))}"
-                                                                   f"{' ...' if len(ports) > 12 else ''})" if ports else "")
-            summary.append(f"No unauthenticated AI service; {exposed_text}")
-        result.text = ". ".join(summary)
+    @staticmethod
+    def _gpu_channels(add, summary, gpu_view: dict) -> None:
+        """Suspicious and all GPU processes; the suspicious ones, with where they run, go into ``summary``."""
+        suspicious = gpu_view["suspicious"]
+        add("suspicious_gpu", len(suspicious))
+        add("gpu_processes", gpu_view["count"])
+        if suspicious:
+            parts = []
+            for index, proc, why in suspicious[:MAX_SHOWN]:
+                where = ", ".join(x for x in (f"user {_safe(proc.user)}" if proc.user else "",
+                                              f"container {proc.container}" if proc.container else "",
+                                              f"pod {proc.pod}" if proc.pod else "") if x)
+                parts.append(f"{_safe(proc.label)} PID {proc.pid} on GPU {index}" + (f" ({where})" if where else "")
+                             + f": {why}")
+            summary.append("Suspicious GPU process(es): " + "; ".join(parts))
 
 
 def miner_reason(proc: listeners.ProcessInfo) -> str | None:

@@ -85,43 +85,52 @@ def _validate_legacy(doc: dict, problems: list[str]) -> None:
         problems.append(f"{len(results)} channels; PRTG supports at most {CHANNEL_LIMIT}")
     seen: set[str] = set()
     for i, ch in enumerate(results):
-        where = f"channel #{i}"
         if not isinstance(ch, dict):
-            problems.append(f"{where} must be an object")
+            problems.append(f"channel #{i} must be an object")
             continue
-        name = ch.get("channel")
-        if not isinstance(name, str) or not name.strip():
-            problems.append(f"{where}: 'channel' name missing")
-        else:
-            where = f"channel {name!r}"
-            if name in seen:
-                problems.append(f"{where}: duplicate channel name")
-            seen.add(name)
-        unknown = set(ch) - _LEGACY_CHANNEL_KEYS
-        if unknown:
-            problems.append(f"{where}: unknown keys {sorted(unknown)}")
-        if "value" not in ch:
-            problems.append(f"{where}: 'value' missing")
-        for key, allowed in _ENUMS.items():
-            if key in ch and ch[key] not in allowed:
-                problems.append(f"{where}: {key} {ch[key]!r} is not one of PRTG's values")
-        for key in _FLAGS:
-            if key in ch and ch[key] not in (0, 1) or (key in ch and isinstance(ch[key], bool)):
-                problems.append(f"{where}: {key} must be 0 or 1")
-        for key in _LIMITS:
-            if key in ch and not _is_number(ch[key]):
-                problems.append(f"{where}: {key} must be a number")
-        for key in ("limiterrormsg", "limitwarningmsg", "customunit", "valuelookup"):
-            if key in ch and not isinstance(ch[key], str):
-                problems.append(f"{where}: {key} must be a string")
-        is_float = ch.get("float") == 1
-        if "value" in ch:
-            _check_value(where, ch["value"], is_float, problems)
-        if "valuelookup" in ch:
-            if is_float:
-                problems.append(f"{where}: lookup channels need integer values")
-            if ch.get("unit", "Custom") != "Custom":
-                problems.append(f"{where}: lookup channels need unit Custom")
+        where = _channel_where(i, ch.get("channel"), "'channel' name missing", seen, problems)
+        _check_legacy_channel(where, ch, problems)
+
+
+def _channel_where(i: int, name, missing: str, seen: set[str], problems: list[str]) -> str:
+    """How problems name channel ``i``: by its name once it has one (a repeated name is a problem)."""
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"channel #{i}: {missing}")
+        return f"channel #{i}"
+    where = f"channel {name!r}"
+    if name in seen:
+        problems.append(f"{where}: duplicate channel name")
+    seen.add(name)
+    return where
+
+
+def _check_legacy_channel(where: str, ch: dict, problems: list[str]) -> None:
+    """The keys, enumerations, flags, limits, value and lookup of one legacy channel."""
+    unknown = set(ch) - _LEGACY_CHANNEL_KEYS
+    if unknown:
+        problems.append(f"{where}: unknown keys {sorted(unknown)}")
+    if "value" not in ch:
+        problems.append(f"{where}: 'value' missing")
+    for key, allowed in _ENUMS.items():
+        if key in ch and ch[key] not in allowed:
+            problems.append(f"{where}: {key} {ch[key]!r} is not one of PRTG's values")
+    for key in _FLAGS:
+        if key in ch and ch[key] not in (0, 1) or (key in ch and isinstance(ch[key], bool)):
+            problems.append(f"{where}: {key} must be 0 or 1")
+    for key in _LIMITS:
+        if key in ch and not _is_number(ch[key]):
+            problems.append(f"{where}: {key} must be a number")
+    for key in ("limiterrormsg", "limitwarningmsg", "customunit", "valuelookup"):
+        if key in ch and not isinstance(ch[key], str):
+            problems.append(f"{where}: {key} must be a string")
+    is_float = ch.get("float") == 1
+    if "value" in ch:
+        _check_value(where, ch["value"], is_float, problems)
+    if "valuelookup" in ch:
+        if is_float:
+            problems.append(f"{where}: lookup channels need integer values")
+        if ch.get("unit", "Custom") != "Custom":
+            problems.append(f"{where}: lookup channels need unit Custom")
 
 
 def _validate_v2(doc: dict, problems: list[str]) -> None:
@@ -144,18 +153,11 @@ def _validate_v2(doc: dict, problems: list[str]) -> None:
     ids: set[int] = set()
     names: set[str] = set()
     for i, ch in enumerate(channels):
-        where = f"channel #{i}"
         if not isinstance(ch, dict):
-            problems.append(f"{where} must be an object")
+            problems.append(f"channel #{i} must be an object")
             continue
-        cid, name = ch.get("id"), ch.get("name")
-        if isinstance(name, str) and name.strip():
-            where = f"channel {name!r}"
-            if name in names:
-                problems.append(f"{where}: duplicate channel name")
-            names.add(name)
-        else:
-            problems.append(f"{where}: 'name' missing")
+        cid = ch.get("id")
+        where = _channel_where(i, ch.get("name"), "'name' missing", names, problems)
         if not isinstance(cid, int) or isinstance(cid, bool) or not V2_MIN_ID <= cid <= V2_MAX_ID:
             problems.append(f"{where}: id {cid!r} must be an integer in {V2_MIN_ID}..{V2_MAX_ID}")
         elif cid in ids:

@@ -161,18 +161,13 @@ def retail_price(items: list[dict], spot: bool) -> float | None:
     return min(prices) if prices else None
 
 
-class Provider:
+class Provider(engine.ProviderBase):
     label = "Azure"
     cost_source = "Cost Management"
     instance_word = "VM"
     has_idle = True
     requests_per_refresh = 1
     extra_counters: tuple = ()
-
-    def __init__(self, sensor):
-        self.sensor = sensor
-        self.env = sensor.ctx.env
-        self.cfg = self._config(sensor.values)
 
     @staticmethod
     def _config(v) -> dict:

@@ -24,7 +24,7 @@ import math
 from prtg_ai.gpu_spend import ce_cache
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
-from prtg_ai.gpu_spend.gpu_spend import error_text, usable_parts
+from prtg_ai.gpu_spend.gpu_spend import closing_notes, usable_parts
 from prtg_ai.maths.dates import date, timedelta
 from prtg_ai.prtg.model import SensorResult
 
@@ -35,6 +35,15 @@ LIVE_BACKOFF_MAX_S = 1800.0
 DAILY_REQUEST_CAP = 48
 PROJECTION_TEXT = {sm.PROJECTION_FORECAST: "{label} forecast", sm.PROJECTION_DAILY: "sensor projection from the daily "
                    "average", sm.PROJECTION_BURN: "sensor projection from the burn rate"}
+
+
+class ProviderBase:
+    """What every cloud's ``Provider`` starts with: the sensor, its environment, its checked parameters."""
+
+    def __init__(self, sensor):
+        self.sensor = sensor
+        self.env = sensor.ctx.env
+        self.cfg = self._config(sensor.values)  # each cloud checks its own parameters
 
 
 class Part:
@@ -187,20 +196,8 @@ def _build(sensor, provider, now: float, live: Part, cost: Part, notes: list[str
         result.add(sensor.channel("cost_api_requests_today",
                                   ce_cache.requests_today(cost.data, sm.utc_day(now).isoformat())))
     result.text = "; ".join(s for s in summary if s)
-    for name, part, has in ((f"{provider.label} fleet data", live, has_live), (f"{provider.cost_source} data", cost,
-                                                                                  has_cost)):
-        if part.error is None:
-            continue
-        if has:
-            fetched = float(part.data["fetched_at"])
-            age = ce_cache.age_s(fetched, now) or 0.0
-            words = f"{age / 3600.0:.1f} h" if age >= 5400 else f"{max(1, round(age / 60.0))} min"
-            result.note(f"{error_text(part.error)} Serving {name} fetched {words} ago")
-        else:
-            result.warning = True
-            result.note(f"{name} unavailable: {error_text(part.error)}")
-    for note in notes + list((live.data or {}).get("notes", []) if has_live else []):
-        result.note(note)
+    fleet, billing = f"{provider.label} fleet data", f"{provider.cost_source} data"
+    closing_notes(result, now, ((fleet, fleet, live, has_live), (billing, billing, cost, has_cost)), notes)
     return result
 
 

@@ -146,18 +146,13 @@ def compact_budgets(raw: list[dict]) -> list[dict]:
     return out
 
 
-class Provider:
+class Provider(engine.ProviderBase):
     label = "Google Cloud"
     cost_source = "BigQuery billing export"
     instance_word = "instance"
     has_idle = False
     requests_per_refresh = 1
     extra_counters = (("billed", "billed_mb_today"),)
-
-    def __init__(self, sensor):
-        self.sensor = sensor
-        self.env = sensor.ctx.env
-        self.cfg = self._config(sensor.values)
 
     @staticmethod
     def _config(v) -> dict:
