@@ -251,7 +251,6 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     and add --tls-cert/--tls-key for HTTPS.
     """
     from prtg_ai.agent.auth import AuthConfigError, Authenticator, check_listen_policy, parse_basic, parse_networks
-    from prtg_ai.agent.cache import SharedResources, activate
     from prtg_ai.agent.server import AgentServer, parse_listen, serve, tls_context
     from prtg_ai.core.paths import default_state_dir
     from prtg_ai.core.secrets import Scrubber
@@ -282,12 +281,10 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     _agent_logging(folder, scrubber)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    hub = SharedResources()
-    activate(hub)
-    app = _agent_app(auth, folder, host, cache_ttl, hub, allow_paths, sensors, allow_urls, api_key_files,
+    app = _agent_app(auth, folder, host, cache_ttl, allow_paths, sensors, allow_urls, api_key_files,
                      deadline_s, node_defaults)
     try:
-        server = AgentServer(app, host, port, on_close=hub.close_all, ssl_context=context, threads=threads,
+        server = AgentServer(app, host, port, ssl_context=context, threads=threads,
                              connection_limit=connection_limit, channel_timeout=channel_timeout,
                              admit=lambda client: auth.check_address(client).allowed)
     except OSError as exc:
@@ -297,7 +294,7 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
         f"{m} (auth: {methods})" if "listening" in m else m)))
 
 
-def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths: tuple[str, ...],
+def _agent_app(auth, folder: Path, host: str, cache_ttl: float, allow_paths: tuple[str, ...],
                sensors: tuple[str, ...], allow_urls: tuple[str, ...], api_key_files: tuple[str, ...],
                deadline_s: float, node_defaults: dict[str, list[str]]):
     """Build the agent's app with its client policy (what a token holder's parameters may reach)."""
@@ -319,7 +316,7 @@ def _agent_app(auth, folder: Path, host: str, cache_ttl: float, hub, allow_paths
     # Path parameters: nothing on a network listener unless --allow-path names folders.
     paths = allow_paths if allow_paths or not is_loopback_host(host) else None
     try:
-        return AgentApp(auth, folder, cache_ttl=cache_ttl, hub=hub, allowed_paths=paths,
+        return AgentApp(auth, folder, cache_ttl=cache_ttl, allowed_paths=paths,
                         sensors=sensors or None, allow_urls=allow_urls, api_keys=keys,
                         deadline_s=deadline_s, sensor_defaults=node_defaults)
     except (PolicyError, ValueError) as exc:

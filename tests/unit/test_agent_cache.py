@@ -1,14 +1,11 @@
-"""The agent's single-flight TTL cache and shared-resource hub."""
+"""The agent's single-flight TTL cache."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import pytest
-
-from prtg_ai.agent import cache as cache_mod
-from prtg_ai.agent.cache import SharedResources, TTLCache
+from prtg_ai.agent.cache import TTLCache
 from support import FakeClock
 
 
@@ -95,56 +92,3 @@ def test_ttl_zero_still_recomputes():
     for _ in range(3):
         c.get_or_compute("k", lambda: n.append(1))
     assert len(n) == 3
-
-
-def test_shared_resources_open_once_and_close_in_reverse():
-    hub = SharedResources()
-    opened, closed = [], []
-
-    def opener(name):
-        def _open():
-            time.sleep(0.05)  # widen the race window
-            opened.append(name)
-            return f"handle-{name}"
-        return _open
-
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(hub.resource("nvml", opener("nvml"), closed.append)))
-               for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert opened == ["nvml"] and got == ["handle-nvml"] * 10
-    hub.resource("xid", opener("xid"), closed.append)
-    hub.close_all()
-    assert closed == ["handle-xid", "handle-nvml"]
-    hub.resource("nvml", opener("nvml"), closed.append)
-    hub.discard("nvml")
-    assert opened == ["nvml", "xid", "nvml"] and closed[-1] == "handle-nvml"
-
-
-def test_sweep_runs_once_per_ttl_and_hub_activation():
-    clock = FakeClock()
-    hub = SharedResources(clock=clock)
-    n = []
-    sweep = lambda: n.append(1) or len(n)  # noqa: E731
-    assert [hub.sweep("nvml.sweep", sweep, ttl=2.0) for _ in range(5)] == [1] * 5
-    clock.advance(2.5)
-    assert hub.sweep("nvml.sweep", sweep, ttl=2.0) == 2
-    assert cache_mod.active() is None
-    cache_mod.activate(hub)
-    try:
-        assert cache_mod.active() is hub
-    finally:
-        cache_mod.activate(None)
-
-
-def test_closer_errors_do_not_stop_shutdown(caplog):
-    hub = SharedResources()
-    closed = []
-    hub.resource("a", lambda: "A", closed.append)
-    hub.resource("b", lambda: "B", lambda h: (_ for _ in ()).throw(OSError("gone")))
-    hub.close_all()
-    assert closed == ["A"]
-    assert "Closing shared resource 'b' failed" in caplog.text

@@ -3,8 +3,8 @@
 * ``app``: the WSGI application (routing, authentication, parameter validation).
 * ``auth``: token / basic-auth checks in constant time, client address filtering,
   and the rule that a non-loopback listener needs an authentication method.
-* ``cache``: the short-TTL, single-flight result cache and the shared-resource hub
-  (one NVML session / sweep for every request).
+* ``cache``: the short-TTL, single-flight result cache (identical requests within a few
+  seconds share one sensor run).
 * ``server``: runs the app under waitress with production limits and a graceful stop.
 * ``push``: runs sensors on a schedule and POSTs their results to a PRTG probe.
 

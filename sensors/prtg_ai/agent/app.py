@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote
 
 from prtg_ai import __version__
 from prtg_ai.agent.auth import TOKEN_PARAM, Authenticator
-from prtg_ai.agent.cache import SharedResources, TTLCache
+from prtg_ai.agent.cache import TTLCache
 from prtg_ai.agent.defaults import configured_paths, merge, missing_text
 from prtg_ai.agent.dispatch import ScanRunner
 from prtg_ai.backends.confined import under
@@ -160,7 +160,6 @@ class AgentApp:
         state_dir: where sensors keep rate/trend samples for the agent.
         env: environment the sensors see (PRTG placeholders, AWS settings).
         cache_ttl: seconds a sensor result is shared by identical requests.
-        hub: shared long-lived resources (NVML session) handed to backends.
         allowed_paths: folders path parameters may point into (``--allow-path``), to which
             the paths the node configured in ``sensor_defaults`` are added (the node's own
             choice, never a client's); None: any path (a loopback listener without --allow-path).
@@ -173,7 +172,7 @@ class AgentApp:
     """
 
     def __init__(self, auth: Authenticator, state_dir: Path, env: Mapping[str, str] | None = None,
-                 cache_ttl: float = 5.0, cache_entries: int = 256, hub: SharedResources | None = None,
+                 cache_ttl: float = 5.0, cache_entries: int = 256,
                  allowed_paths: Iterable[str] | None = None, sensors: Iterable[str] | None = None,
                  allow_urls: Iterable[str] = (), api_keys: Mapping[str, str] | None = None,
                  deadline_s: float | None = None, sensor_defaults: Mapping[str, list[str]] | None = None):
@@ -191,7 +190,6 @@ class AgentApp:
         self.state_dir = Path(state_dir)
         self.env = client_env(os.environ if env is None else env)
         self.cache: TTLCache[tuple[str, bool]] = TTLCache(cache_ttl, max_entries=cache_entries)
-        self.hub = hub or SharedResources()
         self.started = time.monotonic()
 
     # -- WSGI entry ------------------------------------------------------

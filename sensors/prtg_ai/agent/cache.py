@@ -1,4 +1,4 @@
-"""Short-lived sharing between requests: a single-flight TTL cache and a resource hub.
+"""Short-lived sharing between requests: a single-flight TTL cache of sensor results.
 
 Why: PRTG polls each sensor of a device on its own schedule, and a GPU node with
 eight GPUs may carry a dozen HTTP sensors that fire within the same second. The
@@ -11,33 +11,18 @@ state folder (``<state>/agent`` unless ``--state-dir``), so a rate channel serve
 the agent is computed against the agent's previous poll, never against a script
 sensor's sample of the same instance.
 
-The hook for backends: ``SharedResources`` holds long-lived handles (an NVML
-session, an XID event listener) and TTL-memoised sweeps for the life of the
-agent. A backend uses it only when the agent runs, without importing the agent
-in script mode::
-
-    import sys
-    cache = sys.modules.get("prtg_ai.agent.cache")
-    hub = cache.active() if cache else None
-    if hub is not None:
-        session = hub.resource("nvml", open_nvml, close_nvml)   # opened once
-        sweep = hub.sweep("nvml.sweep", lambda: read_all(session), ttl=2.0)
-    else:
-        ...  # script mode: open, read, close
-
-The hub itself never imports pynvml: backends pass the opener and closer.
+Each request otherwise runs its sensor as a script scan would: a GPU sensor opens and
+closes NVML itself, so nothing long-lived is held between requests.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-log = logging.getLogger("prtg_ai.agent.cache")
 T = TypeVar("T")
 # A waiter never blocks longer than this on someone else's computation: a hung
 # sensor must not pin every worker thread forever.
@@ -132,67 +117,3 @@ class TTLCache(Generic[T]):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-
-class SharedResources:
-    """Long-lived handles and TTL sweeps shared by every request of one agent process."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._resources: dict[str, tuple[Any, Callable[[Any], None] | None]] = {}
-        self._sweeps: dict[str, TTLCache] = {}
-
-    def resource(self, name: str, opener: Callable[[], T], closer: Callable[[T], None] | None = None) -> T:
-        """Return the handle ``name``, opening it on first use; ``closer`` runs at shutdown."""
-        with self._lock:
-            if name not in self._resources:
-                # Opened under the lock: two first requests must not open two NVML sessions.
-                self._resources[name] = (opener(), closer)
-            return self._resources[name][0]
-
-    def discard(self, name: str) -> None:
-        """Close and forget ``name`` (e.g. after the GPU was lost), so the next use reopens it."""
-        with self._lock:
-            handle, closer = self._resources.pop(name, (None, None))
-        if closer is not None:
-            _close_quietly(name, handle, closer)
-
-    def sweep(self, name: str, fn: Callable[[], T], ttl: float) -> T:
-        """Return ``fn()``, run at most once per ``ttl`` seconds for all concurrent callers."""
-        with self._lock:
-            cache = self._sweeps.get(name)
-            if cache is None:
-                cache = self._sweeps[name] = TTLCache(ttl, max_entries=1, clock=self.clock)
-        return cache.get_or_compute(name, fn)
-
-    def close_all(self) -> None:
-        """Close every handle (at agent shutdown), newest first."""
-        with self._lock:
-            items = list(self._resources.items())[::-1]
-            self._resources.clear()
-            self._sweeps.clear()
-        for name, (handle, closer) in items:
-            if closer is not None:
-                _close_quietly(name, handle, closer)
-
-
-def _close_quietly(name: str, handle: Any, closer: Callable[[Any], None]) -> None:
-    try:
-        closer(handle)
-    except Exception:  # shutdown must go on whatever one handle does
-        log.warning("Closing shared resource %r failed", name, exc_info=True)
-
-
-_active: SharedResources | None = None
-
-
-def activate(hub: SharedResources | None) -> None:
-    """Make ``hub`` the process's shared-resource hub (the agent does this at start)."""
-    global _active
-    _active = hub
-
-
-def active() -> SharedResources | None:
-    """The running agent's hub, or None in script mode."""
-    return _active

@@ -287,12 +287,11 @@ class AgentServer:
         app: the WSGI application.
         host: address to bind (``0.0.0.0`` for all IPv4 interfaces).
         port: TCP port; 0 picks a free one (see ``addresses``).
-        on_close: called once after the last request (closes shared resources).
         ssl_context: serve HTTPS with this context (see ``tls_context``); None for HTTP.
         **limits: waitress adjustments overriding ``DEFAULTS``.
     """
 
-    def __init__(self, app, host: str, port: int, on_close: Callable[[], None] | None = None,
+    def __init__(self, app, host: str, port: int,
                  ssl_context: ssl.SSLContext | None = None, admit: Callable[[str], bool] | None = None, **limits):
         guard_settings = dict(GUARD_DEFAULTS)
         for key in GUARD_DEFAULTS:
@@ -311,7 +310,6 @@ class AgentServer:
         self._map: dict = {}
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self._on_close = on_close
         self._server = create_server(
             app, map=self._map, host=host, port=port, ident="prtg-ai", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True, log_socket_errors=False, asyncore_use_poll=_USE_POLL,
@@ -382,8 +380,6 @@ class AgentServer:
             log.warning("Stopping with %d request(s) still running after %.0f s", busy, GRACE_S)
         self.dispatcher.shutdown(cancel_pending=True, timeout=max(0.1, deadline - time.monotonic()))
         wasyncore.close_all(self._map)
-        if self._on_close is not None:
-            self._on_close()
 
 
 def install_signal_handlers(server: AgentServer) -> None:
