@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from prtg_ai.core.state import write_atomic
 from prtg_ai_installer.manifest import (
     FOREIGN, MANIFEST_NAME, MODIFIED, Backup, Entry, Manifest, ManifestError, load, sha256_file,
 )
@@ -76,20 +77,8 @@ class FileSystem:
         ``private`` files (device templates holding the agent token) are created owner-only
         (0600) on POSIX from the first byte; on Windows they inherit the folder's ACL.
         """
-        temp = path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
-        try:
-            mode = 0o600 if private else 0o666
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            with os.fdopen(os.open(temp, flags, mode), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if executable and os.name == "posix":  # Windows has no execute bit to set
-                os.chmod(temp, 0o755)
-            os.replace(temp, path)
-        except BaseException:
-            _quiet_unlink(temp)
-            raise
+        chmod = 0o755 if executable and os.name == "posix" else None  # Windows has no execute bit to set
+        write_atomic(path, data, mode=0o600 if private else 0o666, temp=_temp_name(path), chmod=chmod)
 
     def move(self, src: Path, dst: Path) -> None:
         if dst.exists() or dst.is_symlink():
@@ -301,7 +290,7 @@ class _Run:
         import hashlib
 
         self.note(do="create", path=rel, sha256=hashlib.sha256(data).hexdigest(),
-                  temp=target.with_name(f"{target.name}{TEMP_TAG}{os.getpid()}").name)
+                  temp=_temp_name(target).name)
         self.fs.write(target, data, executable, **extra)
         self.undo.append(lambda: target.unlink())
 
@@ -476,6 +465,11 @@ def _free_name(target: Path, tag: str) -> Path:
     return candidate
 
 
+def _temp_name(path: Path) -> Path:
+    """Where ``path`` is written before its rename (``recover`` removes what a crash leaves)."""
+    return path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
+
+
 def _quiet_unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -485,12 +479,7 @@ def _quiet_unlink(path: Path) -> None:
 
 def _write_journal(root: Path, doc: dict) -> None:
     path = root / JOURNAL_NAME
-    temp = path.with_name(f"{path.name}{TEMP_TAG}{os.getpid()}")
-    with open(temp, "wb") as fh:
-        fh.write(json.dumps(doc).encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temp, path)
+    write_atomic(path, json.dumps(doc).encode("utf-8"), mode=0o666, temp=_temp_name(path))
 
 
 def _drop_journal(root: Path) -> None:

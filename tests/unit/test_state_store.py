@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -10,7 +11,7 @@ import uuid
 import pytest
 
 from prtg_ai.core.locking import FileLock
-from prtg_ai.core.state import FORMAT, VERSION, StateSession, StateStore
+from prtg_ai.core.state import FORMAT, VERSION, StateSession, StateStore, write_atomic
 from support import is_root
 
 IDENTITY = {"path": "/data/ckpt"}
@@ -138,3 +139,22 @@ def test_read_only_state_folder(small_tmpfs):
         st.append([2, 2])
     assert any("not writable" in n for n in st.notes), st.notes
     assert json.loads(path.read_text())["samples"] == [[1, 1]]
+
+
+def test_write_atomic_replaces_whole_and_never_removes_a_temp_it_did_not_make(tmp_path):
+    target = tmp_path / "file"
+    target.write_bytes(b"old")
+    write_atomic(target, b"new", chmod=0o640)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    if os.name == "posix":
+        assert target.stat().st_mode & 0o777 == 0o640
+    theirs = tmp_path / "file.theirs"
+    theirs.write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):  # the temp name is taken: refused, both files kept as they were
+        write_atomic(target, b"lost", temp=theirs)
+    assert theirs.read_bytes() == b"theirs" and target.read_bytes() == b"new"
+    folder = tmp_path / "folder"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):  # the rename fails (a non-empty folder is in the way): our temp goes
+        write_atomic(folder, b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "file.theirs", "folder"]

@@ -12,6 +12,8 @@ import json
 import os
 import time
 
+from prtg_ai.core.state import write_atomic
+
 TODAY_NAME = "act-stop-idle-gpus-today.json"
 MAX_TODAY_ENTRIES = 1000
 FORMAT = "prtg-ai-auto-stop"
@@ -49,13 +51,8 @@ def record_stop(folder: str, now: float, instance: str, entry: dict) -> None:
         for key in sorted(stopped, key=lambda k: float(stopped[k].get("at", 0)))[:len(stopped) - MAX_TODAY_ENTRIES]:
             del stopped[key]
     doc = {"format": FORMAT, "day": utc_day(now), "stopped": stopped}
-    path = _today_path(folder)
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temp, path)
+    # Created as open() would (0o666 less the umask): no secret in it, and gpu_spend reads it.
+    write_atomic(_today_path(folder), json.dumps(doc, sort_keys=True).encode("utf-8"), mode=0o666)
 
 
 def today_totals(folder: str, now: float) -> tuple[int, float]:

@@ -367,28 +367,43 @@ class StateSession:
             "data": self.data,
         }
         payload = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        tmp_name = None
         if self.fresh and not os.path.lexists(self.file):
             prune(self.folder, time.time(), keep=self.file)  # a new instance: keep the folder bounded
         try:
-            tmp_name = f"{os.path.splitext(self.file)[0]}.{os.getpid()}.{time.time_ns()}.tmp"
-            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), FILE_MODE)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _replace(tmp_name, self.file)
-            tmp_name = None
+            write_atomic(self.file, payload)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             self.notes.append(f"Could not save state to {self.folder} ({reason}); the previous state is kept")
             log.warning("Could not save state %r: %s", self.file, exc)
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
+
+
+def write_atomic(path, data: bytes, mode: int = FILE_MODE, temp=None, chmod: int | None = None) -> None:
+    """Replace ``path`` by ``data`` at once: a crash leaves the old file or the new one, never half of either.
+
+    The pack's one atomic write (state files, the action's daily file, the installer's
+    files and journal). ``data`` goes to ``temp`` (default ``<path>.<pid>.<ns>.tmp``:
+    beside ``path``, so the rename stays on one filesystem), created exclusively with
+    ``mode`` (less the umask) so no other reader sees it half-written or with looser
+    permissions, flushed to disk, given ``chmod`` when set (a mode the umask must not
+    narrow), then renamed over ``path``. The temp file is removed when anything fails.
+    """
+    path = os.fspath(path)
+    temp = os.fspath(temp) if temp is not None else f"{path}.{os.getpid()}.{time.time_ns()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:  # from here on the temp file is ours to remove
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if chmod is not None:
+            os.chmod(temp, chmod)
+        _replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
 
 
 def _replace(src: str, dst: str) -> None:
