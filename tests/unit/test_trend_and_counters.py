@@ -1,4 +1,4 @@
-"""Properties of the rate and trend maths: resets, wraps, saturation, clock steps, sawtooths."""
+"""Properties of the rate, trend and back-off maths: resets, wraps, saturation, clock steps, sawtooths."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prtg_ai.maths.backoff import backoff_s
 from prtg_ai.maths.counters import counter_delta, counter_rate, is_saturated
 from prtg_ai.maths.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
 
@@ -101,3 +102,10 @@ def test_thin_bounds_size_keeps_order_and_newest(values, cap):
     assert [s[0] for s in out] == sorted(s[0] for s in out)
     if samples:
         assert out[-1] == samples[-1]
+
+
+def test_backoff_doubles_from_base_up_to_cap_and_never_overflows():
+    # 900 s base, 6 h cap: gpu_spend's Cost Explorer back-off (15 min, 30 min, 1 h, 2 h, 4 h, 6 h, 6 h).
+    assert [backoff_s(n, 900, 21600) for n in range(1, 8)] == [900, 1800, 3600, 7200, 14400, 21600, 21600]
+    assert backoff_s(0, 900, 21600) == 900  # no failure yet counts as the first
+    assert backoff_s(10 ** 9, 1.0, 60.0) == 60.0  # a count kept for years stays finite

@@ -44,6 +44,7 @@ from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import finish, run_sensor
 from prtg_ai.prtg.model import SensorResult
 from prtg_ai.core.secrets import Scrubber
+from prtg_ai.maths.backoff import backoff_s
 
 log = logging.getLogger("prtg_ai.agent.push")
 BASE_BACKOFF_S = 1.0
@@ -126,8 +127,7 @@ def check_probe_url(url: str) -> str:
 def backoff_delay(failures: int, cap: float, base: float = BASE_BACKOFF_S,
                   rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait after the ``failures``-th failure in a row: exponential, capped, jittered."""
-    ceiling = min(cap, base * (2 ** max(0, min(failures - 1, 30))))
-    return ceiling * (0.5 + 0.5 * rand())
+    return backoff_s(failures, base, cap) * (0.5 + 0.5 * rand())
 
 
 class Pusher:

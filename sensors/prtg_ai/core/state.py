@@ -40,6 +40,7 @@ from contextvars import ContextVar
 from prtg_ai.core.locking import FileLock, LockTimeout
 from prtg_ai.core.log import get_logger
 from prtg_ai.core.paths import as_path
+from prtg_ai.maths.backoff import backoff_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -415,7 +416,7 @@ def _replace(src: str, dst: str) -> None:
         except PermissionError:
             if attempt == 4:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(backoff_s(attempt + 1, 0.05, 0.4))
 
 
 class StateStore:

@@ -29,6 +29,7 @@ import os
 from collections.abc import Mapping
 
 from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem, read_state_bytes, secure_folder
+from prtg_ai.maths.backoff import backoff_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,14 +116,23 @@ def next_attempt_at(data: Mapping[str, Any] | None, base_s: float, cap_s: float)
     failure = (data or {}).get("failure")
     if not failure:
         return None
-    count = max(1, int(failure.get("count", 1)))
-    delay = min(cap_s, base_s * (2 ** (count - 1)))
-    return float(failure["at"]) + delay
+    return float(failure["at"]) + backoff_s(int(failure.get("count", 1)), base_s, cap_s)
 
 
 def in_backoff(data: Mapping[str, Any] | None, base_s: float, cap_s: float, now: float) -> bool:
     when = next_attempt_at(data, base_s, cap_s)
     return when is not None and float((data or {})["failure"]["at"]) - CLOCK_SKEW_S <= now < when
+
+
+def due(data: Mapping[str, Any] | None, ttl_s: float, base_s: float, cap_s: float, now: float) -> bool:
+    """Refresh when stale or after a failure, unless the back-off or the cloud's ``Retry-After`` says wait.
+
+    ``Retry-After`` is kept as the failure's ``not_before`` (the Azure and Google Cloud engine sets it).
+    """
+    failure = (data or {}).get("failure")
+    if in_backoff(data, base_s, cap_s, now) or now < float((failure or {}).get("not_before") or 0.0):
+        return False
+    return bool(failure) or not is_fresh(data, ttl_s, now)
 
 
 def record_failure(data: dict[str, Any], now: float, kind: str, text: str) -> None:

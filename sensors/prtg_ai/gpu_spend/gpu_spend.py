@@ -156,8 +156,8 @@ class GpuSpendSensor(Sensor):
         cost = _Part(cost_cache.peek() if cost_cache else None)
 
         live_base = max(60.0, cfg.live_ttl_s)
-        live_due = self._due(live.data, cfg.live_ttl_s, live_base, LIVE_BACKOFF_MAX_S, now)
-        cost_due = self._due(cost.data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now)
+        live_due = ce_cache.due(live.data, cfg.live_ttl_s, live_base, LIVE_BACKOFF_MAX_S, now)
+        cost_due = ce_cache.due(cost.data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now)
         if live_due or cost_due:
             from prtg_ai.backends import aws  # boto3 loads only on this path
 
@@ -219,7 +219,7 @@ class GpuSpendSensor(Sensor):
         with cache.session() as state:
             notes.extend(state.notes)
             data = state.data
-            if data and not self._due(data, cfg.live_ttl_s, max(60.0, cfg.live_ttl_s), LIVE_BACKOFF_MAX_S, now):
+            if data and not ce_cache.due(data, cfg.live_ttl_s, max(60.0, cfg.live_ttl_s), LIVE_BACKOFF_MAX_S, now):
                 return _Part(data)  # another scan refreshed it while this one waited for the lock
             region_notes: list[str] = []
             try:
@@ -358,7 +358,7 @@ class GpuSpendSensor(Sensor):
                 return _Part(data or None, {"kind": "nocache", "text": (
                     "Cost Explorer was not queried because its cache cannot be saved in the state folder "
                     f"{self.ctx.state_path} (see the note); without a cache every scan would cost $0.01.")})
-            if data and not self._due(data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now):
+            if data and not ce_cache.due(data, cfg.ce_ttl_s, CE_BACKOFF_S, cfg.ce_ttl_s, now):
                 return _Part(data)  # another sensor refreshed the shared cache while this one waited
             today = sm.utc_day(now)
             # One cap per account and UTC day over every query (families, refresh interval):
@@ -415,13 +415,6 @@ class GpuSpendSensor(Sensor):
         finally:
             ce_cache.count_requests(data, today.isoformat(), session.sent("ce") - before)
         return error, session.sent("ce") - before
-
-    @staticmethod
-    def _due(data: dict | None, ttl_s: float, backoff_base: float, backoff_cap: float, now: float) -> bool:
-        """Refresh when stale, or when the last refresh failed, unless the back-off says wait."""
-        if ce_cache.in_backoff(data, backoff_base, backoff_cap, now):
-            return False
-        return bool((data or {}).get("failure")) or not ce_cache.is_fresh(data, ttl_s, now)
 
     # -- evaluate and summarise ------------------------------------------------------
     def _build(self, cfg: _Config, now: float, live: _Part, cost: _Part, notes: list[str]) -> SensorResult:

@@ -74,16 +74,6 @@ def today_value(data: dict | None, key: str, day: str) -> float:
     return counter.get("value", 0) if counter.get("day") == day else 0
 
 
-def _not_before(data: dict | None) -> float:
-    return float(((data or {}).get("failure") or {}).get("not_before") or 0.0)
-
-
-def due(data: dict | None, ttl_s: float, base: float, cap: float, now: float) -> bool:
-    if ce_cache.in_backoff(data, base, cap, now) or now < _not_before(data):
-        return False
-    return bool((data or {}).get("failure")) or not ce_cache.is_fresh(data, ttl_s, now)
-
-
 def record_failure(data: dict, now: float, exc) -> None:
     ce_cache.record_failure(data, now, exc.kind, exc.message())
     if getattr(exc, "retry_after", None):
@@ -106,8 +96,8 @@ def run(sensor, provider) -> SensorResult:
     live_cache = SharedCache(sensor.ctx.state_path, provider.live_identity())
     live, cost = Part(live_cache.peek()), Part(cost_cache.peek())
     live_base = max(60.0, cfg["live_ttl_s"])
-    live_due = due(live.data, cfg["live_ttl_s"], live_base, LIVE_BACKOFF_MAX_S, now)
-    cost_due = due(cost.data, cfg["cost_ttl_s"], COST_BACKOFF_S, cfg["cost_ttl_s"], now)
+    live_due = ce_cache.due(live.data, cfg["live_ttl_s"], live_base, LIVE_BACKOFF_MAX_S, now)
+    cost_due = ce_cache.due(cost.data, cfg["cost_ttl_s"], COST_BACKOFF_S, cfg["cost_ttl_s"], now)
     if live_due or cost_due:
         session = provider.open()
         if live_due:
@@ -127,7 +117,7 @@ def _refresh_live(sensor, provider, session, cache: SharedCache, now: float, not
     with cache.session() as state:
         notes.extend(state.notes)
         data = state.data
-        if data and not due(data, cfg["live_ttl_s"], max(60.0, cfg["live_ttl_s"]), LIVE_BACKOFF_MAX_S, now):
+        if data and not ce_cache.due(data, cfg["live_ttl_s"], max(60.0, cfg["live_ttl_s"]), LIVE_BACKOFF_MAX_S, now):
             return Part(data)
         live_notes: list[str] = []
         try:
@@ -152,7 +142,7 @@ def _refresh_cost(sensor, provider, session, cache: SharedCache, now: float, not
             return Part(data or None, {"kind": "nocache", "text": (
                 f"{provider.cost_source} was not queried because its cache cannot be saved in the state folder "
                 f"{sensor.ctx.state_path} (see the note); without a cache every scan would be billed or throttled.")})
-        if data and not due(data, cfg["cost_ttl_s"], COST_BACKOFF_S, cfg["cost_ttl_s"], now):
+        if data and not ce_cache.due(data, cfg["cost_ttl_s"], COST_BACKOFF_S, cfg["cost_ttl_s"], now):
             return Part(data)
         today = sm.utc_day(now)
         if cap_reached(data, today.isoformat(), DAILY_REQUEST_CAP):
