@@ -115,15 +115,15 @@ def test_a_rate_above_the_link_speed_is_left_out_with_a_note(tmp_path, scan, clo
     host = Host(tmp_path, "omnipath_hfi1")
     scan(host)
     counters = host.sys / "class/infiniband/hfi1_0/ports/1/counters"
-    # +1e11 flits = 8e11 B in 60 s = 1.33e10 B/s, above 100 Gb/s (1.25e10 B/s)
+    # +1e11 flits = 8e11 B in 60 s = 1.33e10 B/s = 106.7 Gbit/s, above 100 Gb/s (1.25e10 B/s)
     (counters / "port_rcv_data").write_text(f"{345091702026 + 100_000_000_000}\n")
     (counters / "port_xmit_data").write_text(f"{273558326543 + 375_000_000}\n")
     clock.advance(60)
     result = scan(host)
     ch = channels(result)
     assert "Fabric RX" not in ch and ch["Fabric TX"] == 50_000_000
-    assert ("Left out of the totals this scan: hfi1_0/1 RX (computed 107 Gbit/s, above the link speed "
-            "100 Gbit/s: counter reset or clock step)") in result.message()
+    assert ("Left out of the totals this scan: hfi1_0/1 RX (computed 106.7 Gbit/s, above the link speed "
+            "100.0 Gbit/s: counter reset or clock step)") in result.message()
 
 
 def test_hfi1_unit_comes_from_the_driver_link_when_present(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from prtg_ai.prtg.model import Channel, SensorResult
 from prtg_ai.prtg.render import render, to_legacy, to_v2
+from prtg_ai.prtg.units import DECIMAL_BITS, human_size
 from prtg_ai.prtg.validate import validate
 
 
@@ -124,3 +125,16 @@ def test_limit_state_as_prtg_judges_it():
     assert ch.limit_state() == "error"
     ch.limitmode = False
     assert ch.limit_state() == "ok"
+
+
+@pytest.mark.parametrize("args, text", [
+    ((512,), "512 B"),                                       # the first unit is whole
+    ((1536,), "1.5 KiB"),
+    ((24 * 2 ** 20,), "24.0 MiB"),
+    ((-3 * 2 ** 30,), "-3.0 GiB"),                           # a shrink reads as one
+    ((2 ** 60,), "1024.0 PiB"),                              # the last unit takes what is left
+    ((1536, DECIMAL_BITS[:1] + ("kbit",), 1000.0, "/s"), "1.5 kbit/s"),
+    ((107e9, DECIMAL_BITS, 1000.0, "/s"), "107.0 Gbit/s"),
+])
+def test_human_size(args, text):
+    assert human_size(*args) == text

@@ -24,6 +24,7 @@ from prtg_ai.core.params import Param, format_duration
 from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
 from prtg_ai.prtg.model import SensorResult
+from prtg_ai.prtg.units import human_size
 from prtg_ai.maths.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
 
 GIB = 1024 ** 3
@@ -131,7 +132,7 @@ class CheckpointVolumeSensor(Sensor):
         cut = last_changepoint(points, threshold)
         if cut:
             freed = points[cut - 1][1] - points[cut][1]
-            restarted = f"{human_bytes(freed)} were freed at once (cleanup)"
+            restarted = f"{human_size(freed)} were freed at once (cleanup)"
             samples, points = samples[cut:], points[cut:]
         state.samples = thin(samples, MAX_SAMPLES)
         state.data["total"] = usage.total
@@ -205,13 +206,6 @@ class CheckpointVolumeSensor(Sensor):
         if newest_size:
             result.add(self.channel("room_for_saves", round(usage.avail / newest_size, 2)))
         result.text = f"Newest checkpoint {newest.name!r}, {age_min:.0f} min old"
-
-
-def human_bytes(n: float) -> str:
-    for unit, size in (("TiB", 1024 ** 4), ("GiB", GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def _typical_increase(points: list[tuple[float, float]]) -> float:

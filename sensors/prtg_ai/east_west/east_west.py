@@ -78,6 +78,7 @@ from prtg_ai.core.sensor import Sensor
 from prtg_ai.core.state import StateStore
 from prtg_ai.maths.counters import RateResult, counter_delta, counter_rate, is_saturated
 from prtg_ai.prtg.model import SensorResult
+from prtg_ai.prtg.units import DECIMAL_BITS, human_size
 
 MAX_PORT_CHANNELS = 8
 IB_DATA_WORD = 4  # port_rcv_data / port_xmit_data count octets divided by 4
@@ -506,11 +507,7 @@ def _shown(names: Sequence[str], limit: int = SHOWN_NAMES) -> str:
 
 
 def _rate_text(bytes_per_s: float) -> str:
-    bits = bytes_per_s * 8
-    for unit, size in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if bits >= size:
-            return f"{bits / size:.3g} {unit}"
-    return f"{bits:.0f} bit/s"
+    return human_size(bytes_per_s * 8, DECIMAL_BITS, 1000.0, "/s")
 
 
 def _sanitise_previous(data: dict) -> dict[str, dict[str, int]]:

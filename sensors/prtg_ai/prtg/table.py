@@ -8,24 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from prtg_ai.prtg.model import Channel, SensorResult
+from prtg_ai.prtg.units import human_size
 
 _BYTE_UNITS = ("BytesDisk", "BytesMemory", "BytesFile")
 _SPEED_UNITS = ("SpeedDisk", "SpeedNet", "BytesBandwidth")
 
 
-def _human_bytes(value: float, suffix: str = "") -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            return f"{value:.1f} {unit}{suffix}" if unit != "B" else f"{int(value)} B{suffix}"
-        value /= 1024.0
-    return str(value)  # pragma: no cover
-
-
 def _value(ch: Channel) -> str:
     if ch.unit in _BYTE_UNITS:
-        return _human_bytes(ch.value)
+        return human_size(ch.value)
     if ch.unit in _SPEED_UNITS:
-        return _human_bytes(ch.value, "/s")
+        return human_size(ch.value, suffix="/s")
     value = f"{ch.value:.3f}".rstrip("0").rstrip(".") if ch.float else str(int(ch.value))
     unit = {"Percent": "%", "Temperature": "°C", "TimeResponse": "ms", "TimeSeconds": "s",
             "TimeHours": "h", "CPU": "%", "Count": ""}.get(ch.unit, "")

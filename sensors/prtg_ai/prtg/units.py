@@ -40,3 +40,20 @@ V2_KIND_BY_UNIT = {
 }
 V2_STATUSES = ("ok", "warning", "error")
 V2_TYPES = ("integer", "float", "lookup")
+
+# Units for people reading a message or a table (PRTG scales channels itself).
+BINARY_BYTES = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+DECIMAL_BITS = ("bit", "kbit", "Mbit", "Gbit", "Tbit")
+
+
+def human_size(value: float, units: tuple[str, ...] = BINARY_BYTES, step: float = 1024.0, suffix: str = "") -> str:
+    """``value`` (in ``units[0]``) in the largest of ``units`` it reaches, each ``step`` times the one before.
+
+    The pack's one size formatter: ``1536`` -> ``1.5 KiB``, ``512`` -> ``512 B`` (the
+    first unit whole); ``human_size(bits, DECIMAL_BITS, 1000.0, "/s")`` -> ``107.0 Gbit/s``.
+    """
+    for unit in units:
+        if abs(value) < step or unit == units[-1]:
+            return f"{value:.1f} {unit}{suffix}" if unit != units[0] else f"{int(value)} {unit}{suffix}"
+        value /= step
+    raise ValueError("no units")  # pragma: no cover - units is never empty
