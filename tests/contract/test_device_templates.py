@@ -152,3 +152,17 @@ def test_add_token_puts_the_token_in_every_http_url_url_encoded_and_xml_escaped(
         root = ET.fromstring(text.encode())
         urls = [e.text for e in root.iter("httpurl")]
         assert urls and all(dict(parse_qsl(urlsplit(u).query))["token"] == "a&b=c d" for u in urls)
+
+
+def test_template_escapes_what_xml_reserves_and_parses():
+    from prtg_ai.build.templates import odt_text
+
+    hostile = 'a & b <c> "d"'
+    text = odt_text(f"prtg-ai {hostile}", [{"id": "prtgai_x", "kind": "exexml", "name": hostile,
+                                           "fields": [("exeparams", f"</exeparams>{hostile}")]}])
+    assert 'name="prtg-ai a &amp; b &lt;c&gt; &quot;d&quot;"' in text
+    assert "<exeparams>&lt;/exeparams&gt;a &amp; b &lt;c&gt; \"d\"</exeparams>" in text
+    root = ET.fromstring(text.encode())
+    [create] = root.findall("create")
+    assert root.get("name") == f"prtg-ai {hostile}" and create.get("displayname") == hostile
+    assert [(e.tag, e.text) for e in create.find("createdata")] == [("exeparams", f"</exeparams>{hostile}")]

@@ -61,3 +61,19 @@ def test_every_emitted_lookup_value_is_defined():
     for lookup_id, values in LOOKUP_VALUES.items():
         undefined = {v for v in values if int(v) not in lookups[lookup_id].values}
         assert not undefined, f"{lookup_id}: sensors emitted values the lookup does not define: {undefined}"
+
+
+def test_ovl_escapes_what_xml_reserves_and_parses():
+    from prtg_ai.build.artifacts import ovl_text
+    from prtg_ai.catalog.lookups import Lookup
+
+    hostile = 'a & b <c> "d"'
+    lk = Lookup(f"prtgai.{hostile}", 0, "Warning")
+    lk.values = {1: ("Error", f"</SingleInt>{hostile}"), 0: ("Ok", hostile)}
+    text = ovl_text(lk)
+    assert 'id="prtgai.a &amp; b &lt;c&gt; &quot;d&quot;"' in text
+    assert ">&lt;/SingleInt&gt;a &amp; b &lt;c&gt; \"d\"</SingleInt>" in text
+    root = ET.fromstring(text.encode())
+    assert root.get("id") == f"prtgai.{hostile}"
+    assert [(i.get("value"), i.get("state"), i.text) for i in root.find("Lookups")] == [
+        ("0", "Ok", hostile), ("1", "Error", f"</SingleInt>{hostile}")]
