@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -377,7 +377,7 @@ class Aws:
         """Daily ``metric`` of the given instance families over ``[start, end)``: all pages of ``ResultsByTime``.
 
         No GroupBy (each group multiplies pages, each page costs $0.01), one root
-        operator in the filter, and a hand loop on NextPageToken (botocore has no paginator).
+        operator in the filter; paged by hand on NextPageToken (botocore has no paginator for it).
         """
         request: dict[str, Any] = {
             "TimePeriod": {"Start": start.isoformat(), "End": end.isoformat()},
@@ -389,19 +389,47 @@ class Aws:
 
     def _paged(self, service: str, op: str, request: dict[str, Any], items: str, token_key: str,
                max_pages: int, region: str | None = None) -> list[dict]:
-        """Every page of ``items`` of a call paged by hand with ``token_key``, at most ``max_pages``.
+        """Every ``items`` of at most ``max_pages`` pages (see ``_pages``).
 
         ``region`` defaults to the global region (Cost Explorer, Budgets, Pricing).
         """
-        out: list[dict] = []
+        pages = self._pages(service, region or self._global_region(), op, request, max_pages, token_key)
+        return [item for doc in pages for item in doc.get(items) or []]
+
+    def _pages(self, service: str, region: str | None, op: str, request: dict[str, Any], max_pages: int,
+               token_key: str = "NextToken") -> Iterator[dict]:
+        """Each answer page of ``op``, at most ``max_pages``, each checked like ``_call``'s answer.
+
+        botocore's paginator where the operation has one (``client.can_paginate``); a loop
+        on ``token_key`` otherwise (Cost Explorer's ``GetCostAndUsage`` has none). Either
+        way one HTTP request per page (plus retries), as ``SENT`` counts them.
+        """
+        from botocore import xform_name
+
+        try:
+            client = self._client(service, region)
+        except Exception as exc:
+            raise translate(exc, service, op) from None
+        if not client.can_paginate(xform_name(op)):
+            for _ in range(max_pages):
+                doc = self._call(service, region, op, **request)
+                yield doc
+                if not doc.get(token_key):
+                    return
+                request = {**request, token_key: doc[token_key]}
+            return
+        pages = iter(client.get_paginator(xform_name(op)).paginate(**request))
         for _ in range(max_pages):
-            doc = self._call(service, region or self._global_region(), op, **request)
-            out.extend(doc.get(items) or [])
-            token = doc.get(token_key)
-            if not token:
-                break
-            request[token_key] = token
-        return out
+            doing(f"AWS {service} {op}")
+            CALLED.add((service, op))
+            try:
+                page = next(pages, None)
+            except Exception as exc:  # translated to an actionable AwsError, as in _call
+                raise translate(exc, service, op) from None
+            done()
+            if page is None:
+                return
+            yield check_answer(page, service, op)
 
     def cost_forecast(self, start: date, end: date, families: Sequence[str], metric: str) -> float | None:
         """Cost Explorer's forecast of ``metric`` over ``[start, end)``; None when AWS has too little history."""
@@ -420,7 +448,7 @@ class Aws:
         return float(total.get("Amount", "0"))
 
     def budgets(self, account: str) -> list[dict]:
-        """Every budget of the account (``DescribeBudgets``, paged by hand)."""
+        """Every budget of the account (``DescribeBudgets``, all pages)."""
         request: dict[str, Any] = {"AccountId": account, "MaxResults": 100}
         return self._paged("budgets", "DescribeBudgets", request, "Budgets", "NextToken", MAX_PAGES)
 
@@ -434,21 +462,16 @@ class Aws:
         out: list[dict] = []
         request: dict[str, Any] = {"Filters": [{"Name": "instance-state-name", "Values": ["pending", "running"]}],
                                    "MaxResults": 1000}
-        for _ in range(MAX_PAGES):
-            doc = self._call("ec2", region, "DescribeInstances", **request)
-            for reservation in doc.get("Reservations") or []:
-                for inst in reservation.get("Instances") or []:
-                    out.append({
-                        "id": inst.get("InstanceId", ""),
-                        "type": inst.get("InstanceType", ""),
-                        "az": (inst.get("Placement") or {}).get("AvailabilityZone", ""),
-                        # On-demand instances have no InstanceLifecycle at all.
-                        "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
-                    })
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
+        for reservation in self._paged("ec2", "DescribeInstances", request, "Reservations", "NextToken",
+                                       MAX_PAGES, region=region):
+            for inst in reservation.get("Instances") or []:
+                out.append({
+                    "id": inst.get("InstanceId", ""),
+                    "type": inst.get("InstanceType", ""),
+                    "az": (inst.get("Placement") or {}).get("AvailabilityZone", ""),
+                    # On-demand instances have no InstanceLifecycle at all.
+                    "lifecycle": inst.get("InstanceLifecycle") or "on-demand",
+                })
         return out
 
     def instance_types(self, region: str, types: Iterable[str]) -> dict[str, dict]:
@@ -488,21 +511,16 @@ class Aws:
         request: dict[str, Any] = {"InstanceTypes": names,
                                    "ProductDescriptions": ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"],
                                    "StartTime": when, "EndTime": when, "MaxResults": 1000}
-        for _ in range(MAX_PAGES):
-            doc = self._call("ec2", region, "DescribeSpotPriceHistory", **request)
-            for item in doc.get("SpotPriceHistory") or []:
-                try:
-                    price = float(item["SpotPrice"])
-                except (KeyError, TypeError, ValueError):
-                    continue
-                key = (item.get("InstanceType", ""), item.get("AvailabilityZone", ""))
-                stamp = item.get("Timestamp") or datetime.min
-                if key not in latest or _naive(stamp) >= _naive(latest[key][0]):
-                    latest[key] = (stamp, price)
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
+        for item in self._paged("ec2", "DescribeSpotPriceHistory", request, "SpotPriceHistory", "NextToken",
+                                MAX_PAGES, region=region):
+            try:
+                price = float(item["SpotPrice"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            key = (item.get("InstanceType", ""), item.get("AvailabilityZone", ""))
+            stamp = item.get("Timestamp") or datetime.min
+            if key not in latest or _naive(stamp) >= _naive(latest[key][0]):
+                latest[key] = (stamp, price)
         out: dict[str, dict[str, float]] = {}
         for (itype, az), (_, price) in latest.items():
             out.setdefault(itype, {})[az] = price
@@ -528,24 +546,19 @@ class Aws:
         out: dict[str, list[list[dict]]] = {}
         seen: set = set()
         request: dict[str, Any] = {"Namespace": "CWAgent", "MetricName": "nvidia_smi_utilization_gpu"}
-        for _ in range(MAX_PAGES):
-            doc = self._call("cloudwatch", region, "ListMetrics", **request)
-            for metric in doc.get("Metrics") or []:
-                dims = [{"Name": d["Name"], "Value": d["Value"]} for d in metric.get("Dimensions") or []]
-                key = tuple(sorted((d["Name"], d["Value"]) for d in dims))
-                instance = next((d["Value"] for d in dims if d["Name"] == "InstanceId"), None)
-                if instance and key not in seen:
-                    seen.add(key)
-                    out.setdefault(instance, []).append(dims)
-            token = doc.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
+        for metric in self._paged("cloudwatch", "ListMetrics", request, "Metrics", "NextToken", MAX_PAGES,
+                                  region=region):
+            dims = [{"Name": d["Name"], "Value": d["Value"]} for d in metric.get("Dimensions") or []]
+            key = tuple(sorted((d["Name"], d["Value"]) for d in dims))
+            instance = next((d["Value"] for d in dims if d["Name"] == "InstanceId"), None)
+            if instance and key not in seen:
+                seen.add(key)
+                out.setdefault(instance, []).append(dims)
         return out
 
     def metric_values(self, region: str, queries: Sequence[dict], start: datetime, end: datetime,
                       period: int) -> dict[str, list[float]]:
-        """Period averages per query id (``GetMetricData``, 500 queries a call, paged by hand).
+        """Period averages per query id (``GetMetricData``, 500 queries a call, all pages).
 
         Args:
             queries: dicts with ``id``, ``namespace``, ``metric`` and ``dims``.
@@ -558,14 +571,9 @@ class Aws:
                                      "Period": period, "Stat": "Average"}}
                      for q in queries[i:i + 500]]
             request: dict[str, Any] = {"MetricDataQueries": batch, "StartTime": start, "EndTime": end}
-            for _ in range(MAX_PAGES):
-                doc = self._call("cloudwatch", region, "GetMetricData", **request)
-                for res in doc.get("MetricDataResults") or []:
-                    out.setdefault(res.get("Id", ""), []).extend(float(v) for v in res.get("Values") or [])
-                token = doc.get("NextToken")
-                if not token:
-                    break
-                request["NextToken"] = token
+            for res in self._paged("cloudwatch", "GetMetricData", request, "MetricDataResults", "NextToken",
+                                   MAX_PAGES, region=region):
+                out.setdefault(res.get("Id", ""), []).extend(float(v) for v in res.get("Values") or [])
         return out
 
 
@@ -617,7 +625,7 @@ class Aws:
 
     def metric_points(self, region: str, queries: Sequence[dict], start: datetime, end: datetime,
                       period: int) -> dict[str, list[tuple[float, float]]]:
-        """``(Unix time, value)`` per query id (``GetMetricData``, 500 queries a call, paged by hand).
+        """``(Unix time, value)`` per query id (``GetMetricData``, 500 queries a call, all pages).
 
         Args:
             queries: dicts with ``id``, ``namespace``, ``metric``, ``dims`` and optionally
@@ -631,17 +639,12 @@ class Aws:
                                      "Period": period, "Stat": q.get("stat", "Average")}}
                      for q in queries[i:i + 500]]
             request: dict[str, Any] = {"MetricDataQueries": batch, "StartTime": start, "EndTime": end}
-            for _ in range(MAX_PAGES):
-                doc = self._call("cloudwatch", region, "GetMetricData", **request)
-                for res in doc.get("MetricDataResults") or []:
-                    stamps = res.get("Timestamps") or []
-                    values = res.get("Values") or []
-                    out.setdefault(res.get("Id", ""), []).extend(
-                        (t.timestamp(), float(v)) for t, v in zip(stamps, values) if isinstance(t, datetime))
-                token = doc.get("NextToken")
-                if not token:
-                    break
-                request["NextToken"] = token
+            for res in self._paged("cloudwatch", "GetMetricData", request, "MetricDataResults", "NextToken",
+                                   MAX_PAGES, region=region):
+                stamps = res.get("Timestamps") or []
+                values = res.get("Values") or []
+                out.setdefault(res.get("Id", ""), []).extend(
+                    (t.timestamp(), float(v)) for t, v in zip(stamps, values) if isinstance(t, datetime))
         return out
 
 
