@@ -1,23 +1,34 @@
-"""Find the pack's data folders (lookups, device templates) in a wheel or a checkout.
+"""Find the pack's data: its folders (lookups, device templates, installer assets) and tables.
 
-A wheel carries them as ``prtg_ai/data/...`` (hatch force-include); an editable
-install or a source checkout has them at the repository root instead.
+Everything is read through ``importlib.resources``, package data first. A wheel carries
+the folders inside its packages (hatch force-include: ``prtg_ai/data/lookups``,
+``prtg_ai/data/device_templates``, ``prtg_ai_installer/assets``); an editable install or
+a source checkout does not get those copies, so there the checkout's own folders
+(``lookups/``, ``device_templates/``, ``installer/assets/``) are used instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def package_dir(package: str, name: str, checkout: Path) -> Path:
+    """The folder ``name`` shipped inside ``package``, or ``checkout`` where the package has none.
+
+    A wheel installs as plain files, so the package's folder is a real ``Path`` (never a
+    zip member); ``checkout`` serves an editable install and a source checkout.
+    """
+    from importlib.resources import files
+
+    packaged = files(package).joinpath(name)
+    return packaged if isinstance(packaged, Path) and packaged.is_dir() else checkout
 
 
 def data_dir(name: str) -> Path:
     """Return the folder ``name`` (``lookups`` or ``device_templates``)."""
-    packaged = _PACKAGE_DATA / name
-    if packaged.is_dir():
-        return packaged
-    return _REPO_ROOT / name
+    return package_dir("prtg_ai", f"data/{name}", _REPO_ROOT / name)
 
 
 def repo_root() -> Path | None:
