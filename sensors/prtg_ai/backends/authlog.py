@@ -224,8 +224,9 @@ def journalctl_path() -> str | None:
 def _run_bounded(args: list[str], env: dict, timeout: float, cap: int) -> tuple[int | None, bytes, bytes, bool]:
     """Run ``args``; return (exit status or None on timeout, stdout up to ``cap``, stderr head, cut).
 
-    ``posix_spawn`` and two pipes instead of ``subprocess`` (whose import costs a script
-    sensor ~10 ms a scan); the child is killed at the deadline or when ``cap`` is reached.
+    ``posix_spawn`` and two pipes instead of ``subprocess``, whose import every scan would pay
+    (benchmark row "start-up: node_security (console script, whole process)" in
+    benchmarks/bench_startup.py); the child is killed at the deadline or when ``cap`` is reached.
     """
     import time
 

@@ -16,7 +16,7 @@ larger than one save (manual cleanup) restarts the trend.
 
 from __future__ import annotations
 
-
+import statistics
 from pathlib import Path
 
 from prtg_ai.backends import disk
@@ -210,5 +210,5 @@ class CheckpointVolumeSensor(Sensor):
 
 def _typical_increase(points: list[tuple[float, float]]) -> float:
     """The median positive step of used space: one save, when no checkpoint size is known."""
-    steps = sorted(b[1] - a[1] for a, b in zip(points, points[1:]) if b[1] > a[1])
-    return steps[len(steps) // 2] if steps else 0.0
+    steps = [b[1] - a[1] for a, b in zip(points, points[1:]) if b[1] > a[1]]
+    return statistics.median_high(steps) if steps else 0.0

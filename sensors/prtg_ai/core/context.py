@@ -34,8 +34,9 @@ class Context:
             set by the agent for each request, ``None`` for a script run (trusted parameters).
     """
 
-    # Folders are kept as strings and handed out as ``Path`` on demand: importing
-    # pathlib costs ~5 ms a scan, and a sensor answered from cache never needs it.
+    # Folders are kept as strings and handed out as ``Path`` on demand: a sensor answered
+    # from cache never needs pathlib (benchmark row "start-up: gpu_spend from a fresh cache
+    # (console script, whole process)", benchmarks/bench_spend_startup.py).
     __slots__ = ("sys_path", "proc_path", "clock", "monotonic", "env", "state_path", "secrets", "policy")
 
     def __init__(self, sys_root=None, proc_root=None, clock=time.time,

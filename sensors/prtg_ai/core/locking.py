@@ -1,7 +1,8 @@
 """A cross-process exclusive lock on a file, for Linux and Windows.
 
-Hand-written rather than ``filelock``: importing that library costs about 9 ms,
-a third of the interpreter's own start-up, on every scan PRTG starts. The OS
+Hand-written rather than ``filelock``: every scan PRTG starts would import that library,
+and the start-up rows of benchmarks/bench_startup.py (the tightest: "start-up: gpu (console script, whole process)",
+<= 1.3 of ``import pynvml``) budget each import. The OS
 primitives are small: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows.
 Both locks vanish when the process dies, so a crashed scan never leaves a stale lock.
 """

@@ -67,6 +67,11 @@ def hour_of_week(t: float) -> int:
     return int(t // 3600 + EPOCH_WEEK_OFFSET_H) % HOURS_PER_WEEK
 
 
+# Hand-written rather than ``statistics.median``: any sensor may carry ``--baseline``, and
+# importing ``statistics`` (``fractions``, ``decimal``, ``random`` behind it) on every scan
+# would take nearly all the room the benchmark row "start-up: gpu (console script, whole
+# process)" leaves (benchmarks/bench_startup.py, target <= 1.3 of ``import pynvml``).
+# Where a row has room, the pack uses ``statistics`` (maths/trend.py, checkpoint_volume).
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)

@@ -1,7 +1,9 @@
 """A lightweight stand-in for ``dataclasses.dataclass`` on the script sensors' start-up path.
 
-``import dataclasses`` pulls in ``inspect`` (and ``ast``, ``dis``, ``tokenize``...):
-about 9 ms on every scan PRTG starts, a fifth of a GPU sensor's whole run. These
+``import dataclasses`` pulls in ``inspect`` (and ``ast``, ``dis``, ``tokenize``...) on
+every scan PRTG starts: more than the benchmark row "start-up: gpu (console script,
+whole process)" (benchmarks/bench_startup.py, target <= 1.3 of ``import pynvml``) leaves
+room for. These
 records only need what the sensors use: fields from class annotations in order,
 defaults and ``field(default_factory=...)``, ``__repr__``, ``__eq__`` and, with
 ``frozen=True``, immutability and hashing.

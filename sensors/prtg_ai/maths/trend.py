@@ -1,12 +1,14 @@
 """Pure trend maths for growth sensors: least squares, envelopes and changepoints.
 
-Used by ``checkpoint_volume``; nothing here does I/O. All functions take samples as
-``(t, y)`` pairs with ``t`` in seconds and return finite numbers or ``None``.
+Used by ``checkpoint_volume`` and ``inference`` (its memory-leak slope); nothing here
+does I/O. All functions take samples as ``(t, y)`` pairs with ``t`` in seconds and
+return finite numbers or ``None``.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 Point = tuple[float, float]
@@ -17,17 +19,12 @@ def least_squares_slope(points: Sequence[Point]) -> float | None:
 
     ``None`` when fewer than two distinct times exist (no trend can be fitted).
     """
-    n = len(points)
-    if n < 2:
+    if len(points) < 2:
         return None
-    t0 = points[0][0]  # centre times for numerical stability with epoch seconds
-    mean_t = sum(t - t0 for t, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    sxx = sum((t - t0 - mean_t) ** 2 for t, _ in points)
-    if sxx <= 0:
+    try:
+        slope, _ = statistics.linear_regression([t for t, _ in points], [y for _, y in points])
+    except (ValueError, OverflowError):  # StatisticsError: every sample at one time; or a non-finite value
         return None
-    sxy = sum((t - t0 - mean_t) * (y - mean_y) for t, y in points)
-    slope = sxy / sxx
     return slope if math.isfinite(slope) else None
 
 

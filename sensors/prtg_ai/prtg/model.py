@@ -7,8 +7,8 @@ normally come from the catalogue (``prtg_ai.catalog``), not from sensor code.
 
 from __future__ import annotations
 
-# Plain classes with __slots__ rather than dataclasses: importing ``dataclasses``
-# (and ``inspect`` behind it) costs a script sensor ~8 ms on every scan.
+# Plain classes with __slots__ rather than dataclasses: every scan would import
+# ``dataclasses`` (and ``inspect`` behind it); maths/records.py names the benchmark row.
 _CHANNEL_DEFAULTS = {
     "unit": "Custom", "customunit": None, "speedsize": None, "volumesize": None, "speedtime": None,
     "mode": None, "float": False, "decimalmode": None, "warning": False, "showchart": None,
