@@ -246,7 +246,8 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
     """Serve every sensor over HTTP for PRTG's HTTP Data Advanced sensor.
 
     PRTG polls GET /sensors/SENSOR?PARAM=VALUE (the page at / lists the URLs);
-    GET /health answers liveness probes. Stops gracefully on SIGTERM.
+    GET /health answers liveness probes ("ok", or "degraded" while a scan is stuck).
+    Stops gracefully on SIGTERM.
     Authenticate with --token / --basic-auth, restrict clients with --allow,
     and add --tls-cert/--tls-key for HTTPS.
     """

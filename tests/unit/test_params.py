@@ -37,6 +37,14 @@ def test_cli_options_and_defaults():
                  "verbose": True}
 
 
+def test_every_repeatable_parameter_takes_comma_lists_and_no_other_does():
+    declared = (*DECLARED, Param("region", "str", multiple=True))
+    values = resolve(declared, ["--path", "/d", "--region", " us-east-1, eu-west-1,", "--region", "ap-south-1",
+                                "--pattern", "*.pt,*.safetensors", "--host", "a,b"], {})
+    assert values["region"] == ["us-east-1", "eu-west-1", "ap-south-1"]
+    assert values["pattern"] == ["*.pt", "*.safetensors"] and values["host"] == "a,b"
+
+
 def test_python_script_advanced_json():
     doc = json.dumps({"host": "10.0.0.5", "linuxloginpassword": "s3cret", "params": "--path '/mnt/a b' --count 4"})
     v = resolve(DECLARED, [doc], {})

@@ -8,9 +8,10 @@ Routes:
   for other statuses it shows only the HTTP code. An unknown sensor is a 404, a
   failed authentication a 401 and a refused address a 403, each with a PRTG error
   body, so even those read sensibly in PRTG.
-* ``GET /health``: ``{"status": "ok"}``, without a token (Kubernetes probes and
-  systemd watchdogs carry none) but only for ``--allow``ed clients, revealing
-  nothing but liveness; an authenticated client also gets version and uptime.
+* ``GET /health``: ``{"status": "ok"}``, or ``"degraded"`` while a scan is stuck past
+  its deadline, without a token (Kubernetes probes and systemd watchdogs carry none)
+  but only for ``--allow``ed clients; an authenticated client also gets the version,
+  uptime, deadline and which scans are stuck.
 * ``GET /``: HTML listing each sensor, its parameters and the URL to paste into PRTG.
 
 Parameters are mapped to the sensor's declared ``Param``s only: ``path=/x`` becomes

@@ -238,8 +238,8 @@ def resolve(
             raise ConfigError(param.name, "given more than once")
         converted = []
         for s in strings:
-            # Comma-separated lists are accepted for repeatable parameters.
-            parts = [x for x in s.split(",")] if param.multiple and param.kind == "glob" else [s]
-            converted.extend(param.convert(x) for x in parts if x.strip() or not param.multiple)
+            # Every repeatable parameter also takes a comma-separated list (no value of one holds a comma).
+            parts = [x.strip() for x in s.split(",")] if param.multiple else [s]
+            converted.extend(param.convert(x) for x in parts if x or not param.multiple)
         values[param.name] = converted if param.multiple else converted[0]
     return values

@@ -27,7 +27,7 @@ FORMATS = ("prtg", "v2", "table")
 SECRET_ENV = ("prtg_windowspassword", "prtg_linuxpassword", "prtg_snmpcommunity",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PRTG_AI_TOKEN")
 # Runtime-level option every sensor accepts: adaptive baselines of chosen channels.
-BASELINE = Param("baseline", "str", "channel to keep an adaptive baseline for (repeatable): adds "
+BASELINE = Param("baseline", "str", "channel to keep an adaptive baseline for (repeatable or comma-separated): adds "
                  "'<channel> Deviation' and '<channel> Baseline State'", multiple=True, default=(),
                  metavar="CHANNEL")
 MAX_BASELINES = 8  # the Script v2 id span the catalogue reserves for the companion channels

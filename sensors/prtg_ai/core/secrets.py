@@ -7,7 +7,11 @@ REDACTED = "***"
 
 
 class Scrubber:
-    """Replaces every registered secret (and its obvious encodings) with ``***``."""
+    """Replaces every registered secret with ``***``, exactly as registered.
+
+    No encoded forms are derived: a caller that may see a secret encoded registers that
+    form too (the push client registers its token URL-encoded as well).
+    """
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()

@@ -119,11 +119,11 @@ class GpuSpendSensor(Sensor):
     # -- parameters --------------------------------------------------------------
     def _config(self) -> _Config:
         v = self.values
-        regions = _split(v.get("region"))
+        regions = list(v.get("region") or ())
         for r in regions:
             if not re.match(_REGION, r):
                 raise ConfigError("region", f"{r!r} is not an AWS region name such as us-east-1")
-        given = _split(v.get("family"))
+        given = list(v.get("family") or ())
         families = given or list(sm.GPU_FAMILIES)
         client = self.ctx.policy is not None
         for f in given:  # the default families are ours: only what was given is checked
@@ -525,14 +525,6 @@ def _other_cloud(sensor: GpuSpendSensor, cloud: str) -> SensorResult:
     else:
         from prtg_ai.gpu_spend.clouds.gcp import Provider
     return engine.run(sensor, Provider(sensor))
-
-
-def _split(values) -> list[str]:
-    """Repeatable parameters also take comma-separated lists."""
-    out = []
-    for value in values or []:
-        out.extend(x.strip() for x in str(value).split(",") if x.strip())
-    return out
 
 
 def _fresh_entry(entry: dict | None, ttl_s: float, now: float) -> bool:

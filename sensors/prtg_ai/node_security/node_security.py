@@ -71,13 +71,6 @@ MAX_SHOWN = 6
 MAX_OPEN_SHOWN = 12  # the alarm's own message: name them all (PRTG keeps 2000 characters)
 
 
-def _split_words(values) -> list[str]:
-    out = []
-    for v in values or ():
-        out += [w.strip() for w in str(v).split(",") if w.strip()]
-    return out
-
-
 class NodeSecuritySensor(Sensor):
     id = "node_security"
     title = "Node security"
@@ -106,7 +99,7 @@ class NodeSecuritySensor(Sensor):
 
     # -- parameters ------------------------------------------------------------------
     def _accepted_ports(self) -> set[int]:
-        words = _split_words(self.values["accept_ports"])
+        words = list(self.values["accept_ports"] or ())
         if len(words) > MAX_ACCEPT_PORTS:
             raise ConfigError("accept_ports", f"{len(words)} ports given; at most {MAX_ACCEPT_PORTS} are accepted")
         ports = set()

@@ -161,9 +161,7 @@ class Provider(engine.ProviderBase):
         if not m:
             raise ConfigError("billing_table", "give the billing export table as PROJECT.DATASET.TABLE with --cloud gcp"
                               if not table else "is not a BigQuery table name PROJECT.DATASET.TABLE")
-        projects = []
-        for value in v.get("project") or []:
-            projects.extend(x.strip() for x in str(value).split(",") if x.strip())
+        projects = list(v.get("project") or ())
         for p in projects:
             if not cp.match(cp.PROJECT, p):
                 raise ConfigError("project", f"{p[:40]!r} is not a Google Cloud project id")
