@@ -112,5 +112,5 @@ def _write(text: str) -> None:
         else:
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
-    except (BrokenPipeError, OSError):
+    except OSError:  # BrokenPipeError among them: the reader went away
         pass

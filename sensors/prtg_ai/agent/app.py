@@ -58,7 +58,6 @@ from prtg_ai.prtg.model import SensorResult
 
 log = logging.getLogger("prtg_ai.agent")
 FORMAT_PARAM = "format"
-RESERVED = (TOKEN_PARAM, FORMAT_PARAM)
 MAX_QUERY_FIELDS = 64
 RUNTIME_PARAMS = (BASELINE,)
 _SENSOR_PATH = re.compile(r"/sensors/([a-z][a-z0-9_]{0,63})/?")  # fullmatch: "$" would accept a trailing newline
@@ -96,11 +95,6 @@ def printable(text: str, limit: int = 200) -> str:
 # an HTTP client's: a client could otherwise make the agent read a secret the agent can read
 # (its own token file, a service-account token) and send it to a server the client names.
 CLIENT_REFUSED = frozenset({"token_file"})
-
-
-def path_allowed(value: str, roots: tuple[str, ...]) -> bool:
-    """Whether ``value`` resolves (symlinks and ``..`` included) to a folder under one of ``roots``."""
-    return confine_path(value, roots) is not None
 
 
 def confine_path(value: str, roots: tuple[str, ...]) -> str | None:

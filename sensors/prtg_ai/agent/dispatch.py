@@ -148,7 +148,6 @@ class OverflowDispatcher:
         self.light_paths = light_paths
         self._lock = threading.Lock()
         self.extra = 0  # extra threads running now
-        self.extra_served = 0  # requests served by an extra thread, ever
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -171,7 +170,6 @@ class OverflowDispatcher:
             if self.extra >= self.max_extra:
                 return False
             self.extra += 1
-            self.extra_served += 1
         threading.Thread(target=self._serve, args=(channel,), daemon=True, name="prtg-ai-extra").start()
         return True
 

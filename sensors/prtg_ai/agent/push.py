@@ -66,7 +66,6 @@ class Target:
     next_due: float = 0.0
     slot: float = 0.0  # the regular schedule, kept so retries do not shift it
     failures: int = 0
-    pushes: int = 0
 
 
 @dataclass
@@ -230,7 +229,6 @@ class Pusher:
         delivery = self.post(target, self.body_for(target))
         now = self.clock()
         if delivery.ok:
-            target.pushes += 1
             target.failures = 0
             if delivery.matching == 0:
                 log.warning("Pushed %s but the probe has no sensor with its token (Matching Sensors: 0): "

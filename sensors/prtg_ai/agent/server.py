@@ -309,7 +309,6 @@ class AgentServer:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._map: dict = {}
         self._stop = threading.Event()
-        self._stopped = threading.Event()
         self._server = create_server(
             app, map=self._map, host=host, port=port, ident="prtg-ai", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True, log_socket_errors=False, asyncore_use_poll=_USE_POLL,
@@ -352,7 +351,6 @@ class AgentServer:
                     swept = now
         finally:
             self._drain()
-            self._stopped.set()
 
     def stop(self) -> None:
         """Ask the loop to stop (thread- and signal-safe); returns at once."""
@@ -362,9 +360,6 @@ class AgentServer:
                 lst.pull_trigger()  # wake the select/poll at once
             except OSError:
                 pass
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        return self._stopped.wait(timeout)
 
     def _drain(self) -> None:
         for lst in self.listeners:

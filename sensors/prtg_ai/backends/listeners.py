@@ -48,10 +48,6 @@ class Listener:
         return is_loopback(self.address)
 
     @property
-    def wildcard(self) -> bool:
-        return self.address in ("0.0.0.0", "::")
-
-    @property
     def probe_address(self) -> str:
         """Where the node itself reaches this listener: loopback for a wildcard bind."""
         if self.address == "0.0.0.0":

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 log = get_logger("prtg_ai.nvml")
-DOC = "https://docs.nvidia.com/deploy/nvml-api/"
 
 # Numeric ids from nvml.h. They are ABI and never change; hard-coding them keeps older
 # nvidia-ml-py releases (which lack some names) working.

@@ -34,7 +34,6 @@ class Answer:
     status: int | None = None
     headers: dict | None = None
     body: bytes = b""
-    raw_start: bytes = b""
     error: str | None = None
 
 
@@ -105,10 +104,10 @@ def redis_ping(host: str, port: int, timeout: float, budget: Budget) -> Answer:
     if not data:
         return Answer("none", error=error or "closed without answering")
     if data[:1] in (b"+", b"-"):
-        return Answer("resp", body=data.split(b"\r\n", 1)[0][:200], raw_start=data[:16])
+        return Answer("resp", body=data.split(b"\r\n", 1)[0][:200])
     if data.startswith(b"HTTP/"):
-        return Answer("http", raw_start=data[:16])
-    return Answer("other", raw_start=data[:16], error=error)
+        return Answer("http")
+    return Answer("other", error=error)
 
 
 def _http_complete(data: bytearray) -> bool:
@@ -135,13 +134,13 @@ def parse_http(data: bytes, error: str | None = None) -> Answer:
         return Answer("none", error=error or "closed without answering")
     if not data.startswith(b"HTTP/1."):
         kind = "resp" if data[:1] in (b"+", b"-") else "other"
-        return Answer(kind, raw_start=data[:16], error=error)
+        return Answer(kind, error=error)
     head, sep, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     try:
         status = int(lines[0].split()[1])
     except (IndexError, ValueError):
-        return Answer("other", raw_start=data[:16], error="malformed status line")
+        return Answer("other", error="malformed status line")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(b":")
@@ -153,7 +152,7 @@ def parse_http(data: bytes, error: str | None = None) -> Answer:
             body = body[: max(0, int(headers["content-length"]))]
         except ValueError:
             pass
-    return Answer("http", status=status, headers=headers, body=body, raw_start=data[:16], error=error)
+    return Answer("http", status=status, headers=headers, body=body, error=error)
 
 
 def _dechunk(body: bytes) -> bytes:

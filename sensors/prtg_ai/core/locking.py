@@ -1,9 +1,9 @@
 """A cross-process exclusive lock on a file, for Linux and Windows.
 
 Hand-written rather than ``filelock``: every scan PRTG starts would import that library,
-and the start-up rows of benchmarks/bench_startup.py (the tightest: "start-up: gpu (console script, whole process)",
-<= 1.3 of ``import pynvml``) budget each import. The OS
-primitives are small: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows.
+and the start-up rows of benchmarks/bench_startup.py budget each import (the tightest:
+"start-up: gpu (console script, whole process)", <= 1.3 of the bare pynvml import). The
+OS primitives are small: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows.
 Both locks vanish when the process dies, so a crashed scan never leaves a stale lock.
 """
 

@@ -93,9 +93,7 @@ def _run_once(sensor_id: str, argv: Sequence[str], ctx: Context) -> SensorResult
             result.add(sensor.channel("execution_time", round(elapsed_ms, 3)))
             if baselines:
                 _apply_baselines(sensor, result, baselines, ctx)
-    except ConfigError as exc:
-        result = SensorResult.failure(exc.message())
-    except PrtgAiError as exc:
+    except PrtgAiError as exc:  # ConfigError and SensorError: each says what to fix in its message
         result = SensorResult.failure(exc.message())
     except MemoryError:
         result = SensorResult.failure(f"Sensor {sensor_id!s:.60} ran out of memory. Check the host's free memory.")

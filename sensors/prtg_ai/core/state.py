@@ -12,7 +12,7 @@ small JSON file per sensor instance (sensor id + the parameters that identify it
   fresh baseline starts, with a note for the sensor message; never an exception.
 * A state that cannot be saved (read-only folder, full disk) keeps the old file
   and adds a note; the scan still reports (the runtime adds notes that arrive
-  after the sensor copied its notes: ``late_notes``).
+  after the sensor copied its notes: the ``late`` list of ``begin_run``).
 
 Hostile folders (the folder may be shared with other local users):
 
@@ -23,7 +23,7 @@ Hostile folders (the folder may be shared with other local users):
   and only regular files are read, at most ``MAX_STATE_BYTES``;
 * a file whose contents have the wrong types makes the sensor fail once: the
   runtime sets every state file that run loaded aside (``.corrupt``) and runs the
-  sensor again from a fresh baseline (``loaded_files``), so it never sticks;
+  sensor again from a fresh baseline (the ``loaded`` list of ``begin_run``), so it never sticks;
 * at most ``MAX_STATE_FILES`` instance files are kept, and files unused for
   ``STATE_EXPIRE_S`` are removed, checked whenever a new instance file is created.
 """
@@ -147,18 +147,6 @@ def read_state_bytes(path: str, limit: int = MAX_STATE_BYTES) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
-
-
-def loaded_files() -> list[str]:
-    """State files this run loaded with content (the runtime sets them aside after a crash)."""
-    run = _RUN.get()
-    return list(run["loaded"]) if run else []
-
-
-def late_notes() -> list[str]:
-    """Notes raised after a sensor copied its session's notes (a failed save)."""
-    run = _RUN.get()
-    return list(run["late"]) if run else []
 
 
 def set_aside(path: str) -> bool:

@@ -70,7 +70,7 @@ def hour_of_week(t: float) -> int:
 # Hand-written rather than ``statistics.median``: any sensor may carry ``--baseline``, and
 # importing ``statistics`` (``fractions``, ``decimal``, ``random`` behind it) on every scan
 # would take nearly all the room the benchmark row "start-up: gpu (console script, whole
-# process)" leaves (benchmarks/bench_startup.py, target <= 1.3 of ``import pynvml``).
+# process)" leaves (benchmarks/bench_startup.py, target <= 1.3 of the bare pynvml import).
 # Where a row has room, the pack uses ``statistics`` (maths/trend.py, checkpoint_volume).
 def median(values: list[float]) -> float:
     ordered = sorted(values)

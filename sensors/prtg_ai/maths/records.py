@@ -2,11 +2,10 @@
 
 ``import dataclasses`` pulls in ``inspect`` (and ``ast``, ``dis``, ``tokenize``...) on
 every scan PRTG starts: more than the benchmark row "start-up: gpu (console script,
-whole process)" (benchmarks/bench_startup.py, target <= 1.3 of ``import pynvml``) leaves
-room for. These
-records only need what the sensors use: fields from class annotations in order,
-defaults and ``field(default_factory=...)``, ``__repr__``, ``__eq__`` and, with
-``frozen=True``, immutability and hashing.
+whole process)" leaves room for (benchmarks/bench_startup.py, target <= 1.3 of the bare
+pynvml import). These records only need what the sensors use: fields from class
+annotations in order, defaults and ``field(default_factory=...)``, ``__repr__``,
+``__eq__`` and, with ``frozen=True``, immutability and hashing.
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ def record(cls=None, *, frozen: bool = False):
         cls.__init__ = _init(cls, names, defaults)
         cls.__repr__ = __repr__
         cls.__eq__ = __eq__
-        cls.__record_fields__ = names
         if frozen:
             _freeze(cls, names)
         else:
