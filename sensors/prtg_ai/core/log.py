@@ -17,18 +17,12 @@ def prepare(state_dir, env, scrubber) -> None:
     _settings.pop("configured", None)
 
 
-def log_file():
-    """The log file path once configured (``None`` when logging elsewhere)."""
-    _ensure()
-    return _settings.get("path")
-
-
 def _ensure() -> None:
     if _settings.get("configured") or "state_dir" not in _settings:
         return
     from prtg_ai.core.logsetup import configure
 
-    _settings["path"] = configure(_settings["state_dir"], _settings["env"], _settings["scrubber"])
+    configure(_settings["state_dir"], _settings["env"], _settings["scrubber"])
     _settings["configured"] = True
 
 
