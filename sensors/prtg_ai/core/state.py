@@ -40,7 +40,6 @@ from contextvars import ContextVar
 from prtg_ai.core.locking import FileLock, LockTimeout
 from prtg_ai.core.log import get_logger
 from prtg_ai.core.paths import as_path
-from prtg_ai.maths.backoff import backoff_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -404,6 +403,8 @@ def _replace(src: str, dst: str) -> None:
         except PermissionError:
             if attempt == 4:
                 raise
+            from prtg_ai.maths.backoff import backoff_s  # Windows only: off every other scan's path
+
             time.sleep(backoff_s(attempt + 1, 0.05, 0.4))
 
 

@@ -29,7 +29,6 @@ import os
 from collections.abc import Mapping
 
 from prtg_ai.core.state import FORMAT, VERSION, StateSession, instance_file_stem, read_state_bytes, secure_folder
-from prtg_ai.maths.backoff import backoff_s
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -116,6 +115,8 @@ def next_attempt_at(data: Mapping[str, Any] | None, base_s: float, cap_s: float)
     failure = (data or {}).get("failure")
     if not failure:
         return None
+    from prtg_ai.maths.backoff import backoff_s  # only after a failure: a cache hit never needs it
+
     return float(failure["at"]) + backoff_s(int(failure.get("count", 1)), base_s, cap_s)
 
 
