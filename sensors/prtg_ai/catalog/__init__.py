@@ -20,6 +20,9 @@ from functools import lru_cache
 
 from prtg_ai.prtg.model import Channel
 
+# Found beside this module, not through importlib.resources (prtg_ai.data): every scan reads
+# the catalogue, and that import (typing, tempfile behind it) is more than the benchmark row
+# "start-up: gpu (console script, whole process)" leaves room for (benchmarks/bench_startup.py).
 # A string, not a Path: pathlib is not needed on a scan's path (see core/context.py).
 CATALOG_DIR = os.path.dirname(os.path.abspath(__file__))
 COLUMNS = (
