@@ -22,11 +22,11 @@ BACKEND = REPO / "sensors" / "prtg_ai" / "backends" / "aws.py"
 
 def _called_operations() -> set[tuple[str, str]]:
     """Every ``self._call("service", region, "Operation", ...)`` and ``self._paged("service", "Operation", ...)``
-    in the backend's source; only ``_paged`` itself may pass them on as variables."""
+    in the backend's source; only the paging helpers ``_paged`` and ``_pages`` may pass them on as variables."""
     found = set()
     tree = ast.parse(BACKEND.read_text(encoding="utf-8"))
-    paged = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_paged")
-    forwarding = {id(n) for n in ast.walk(paged)}
+    forwarding = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name in ("_paged", "_pages")
+                  for n in ast.walk(f)}
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
