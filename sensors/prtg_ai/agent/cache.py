@@ -55,8 +55,8 @@ class TTLCache(Generic[T]):
         self.clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self.computed = 0  # how many times compute() ran; tests and /health read it
-        self.shared = 0  # how many calls were answered by another call's computation
+        self.computed = 0  # how many times compute() ran (tests read it)
+        self.shared = 0  # calls answered by another call's computation (tests read it)
 
     def __len__(self) -> int:
         return len(self._entries)
