@@ -47,6 +47,7 @@ def record(cls=None, *, frozen: bool = False):
         cls.__init__ = _init(cls, names, defaults)
         cls.__repr__ = __repr__
         cls.__eq__ = __eq__
+        cls.__record_fields__ = names
         if frozen:
             _freeze(cls, names)
         else:
