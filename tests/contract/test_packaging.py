@@ -52,12 +52,15 @@ def test_installed_in_a_fresh_venv(wheel, tmp_path):
     assert "run" in out and "validate" in out and "doctor" in out
     check = ("import prtg_ai, prtg_ai_installer, importlib.util as u;"
              "from prtg_ai.data import data_dir;"
+             "from prtg_ai_installer.data import assets_dir;"
              "print(data_dir('lookups'));"
-             "print(u.find_spec('installer'), u.find_spec('sensors'), u.find_spec('lookups'))")
+             "print(u.find_spec('installer'), u.find_spec('sensors'), u.find_spec('lookups'));"
+             "print(assets_dir())")
     lines = subprocess.run([str(py), "-c", check], capture_output=True, text=True, check=True, timeout=60,
                            cwd=tmp_path).stdout.splitlines()
     assert lines[0].endswith("prtg_ai/data/lookups") and "site-packages" in lines[0]
     assert lines[1] == "None None None"  # nothing of ours squats on a generic name
+    assert lines[2].endswith("prtg_ai_installer/assets") and "site-packages" in lines[2]
     doc = subprocess.run([str(script), "run", "checkpoint_volume", "--path", str(tmp_path)], capture_output=True,
                          text=True, timeout=60, env={"PRTG_AI_STATE_DIR": str(tmp_path / "st")}).stdout
     assert '"channel":"Free Space"' in doc
