@@ -2,7 +2,7 @@
 
 Measured, not computed: ``gpu_spend`` runs 1,440 times in-process with an injected
 clock advancing 60 s per scan (one UTC day), against moto's server on 127.0.0.1
-behind the counting front of ``tests/e2e/test_gpu_spend_moto.py`` (which also fakes
+behind the test suite's counting front (``tests/fakes/aws_moto.py``, which also fakes
 Pricing and the forecast, which moto lacks). The front counts every
 ``ce:GetCostAndUsage`` and ``ce:GetCostForecast`` request; each costs $0.01.
 Baseline: a naive sensor asking Cost Explorer once per scan, 1,440 requests a day.
@@ -14,37 +14,27 @@ gives the figure the cache policy implies (refresh every ``--ce-refresh-hours`` 
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from contextlib import contextmanager
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import TESTS
+import common  # noqa: F401 - puts tests/ on the path for ``fakes``
 
 SCANS = 1440
 NAIVE = SCANS  # one GetCostAndUsage per scan
 POLICY = 4 + 1  # 24 h / 6 h refreshes + one forecast a day
 
 
-def _helpers():
-    spec = importlib.util.spec_from_file_location("prtg_ai_bench_spend_helpers",
-                                                  TESTS / "e2e" / "test_gpu_spend_moto.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextmanager
 def moto_stack():
     """moto's server on 127.0.0.1 behind the test suite's counting front: yields (helpers, moto URL, front)."""
     import logging
-    import sys
+
+    from fakes import aws_moto as helpers
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log
-    sys.path.insert(0, str(TESTS))  # the helpers import tests/support.py
-    helpers = _helpers()
     from moto.server import ThreadedMotoServer
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -38,7 +37,6 @@ GCP_ARGS = ["--cloud", "gcp", "--billing-table", TABLE]
 
 
 def _fakes():
-    sys.path.insert(0, str(TESTS))
     from fakes.azure_fake import FakeAzure
     from fakes.gcp_fake import FakeGcp
 

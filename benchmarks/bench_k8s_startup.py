@@ -25,7 +25,6 @@ TOKEN = "bench-token-0123456789"
 
 def run(repeats: int = 30) -> list[dict]:
     compileall.compile_dir(str(REPO / "sensors"), quiet=1)
-    sys.path.insert(0, str(TESTS))
     from fakes.kube_api import FakeKubeApi
 
     cluster = json.loads((TESTS / "testcases" / "k8s_gpu" / "cluster.json").read_text(encoding="utf-8"))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,24 +38,17 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 # -- processes and load for the agent benchmarks --------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 SHIM = TESTS / "fakes" / "shim"
 CASES = TESTS / "testcases"
+# The test suite's fakes (``fakes.aws_moto``, ``fakes.kube_api``, ...) import as they do under pytest,
+# whose configuration puts tests/ on the path (pyproject.toml: pythonpath).
+if str(TESTS) not in sys.path:
+    sys.path.append(str(TESTS))
+
+from host_info import describe as machine  # noqa: E402 - the same machine line as the reliability report
 
 
 def free_port() -> int:

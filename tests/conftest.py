@@ -10,7 +10,7 @@ import pytest
 from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import run_sensor
 from prtg_ai.prtg.model import SensorResult
-from support import COLLECTED_FILES, FakeClock, check_result
+from support import COLLECTED_FILES, FakeClock, catalogue_coverage, check_result, whole_suite_collected
 
 
 @pytest.fixture
@@ -32,11 +32,15 @@ def make_ctx(tmp_path, clock):
 
 @pytest.fixture
 def sensor_run(make_ctx):
-    """Run a sensor in-process; returns the SensorResult after validating it."""
+    """Run a sensor in-process; returns the SensorResult after checking it (PRTG's rules, the catalogue).
 
-    def _run(sensor_id: str, argv: list[str], ctx: Context | None = None) -> SensorResult:
+    ``limits``: catalogue key -> limit keys the arguments change on purpose (see ``support.check_channels``).
+    """
+
+    def _run(sensor_id: str, argv: list[str], ctx: Context | None = None,
+             limits: dict[str, dict] | None = None) -> SensorResult:
         result = run_sensor(sensor_id, [str(a) for a in argv], ctx or make_ctx())
-        check_result(sensor_id, result)
+        check_result(sensor_id, result, limits)
         return result
 
     return _run
@@ -50,8 +54,23 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = rest + last
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "after_all: runs after every other test (coverage contracts)")
+def pytest_terminal_summary(terminalreporter):
+    """Which catalogued channels no checked result carried in this session (always shown when any ran)."""
+    coverage = catalogue_coverage()
+    if coverage is None:
+        return
+    terminalreporter.section("catalogue coverage")
+    for sensor, (seen, missing) in coverage.items():
+        if not seen:
+            terminalreporter.write_line(f"{sensor}: no result checked in this session")
+        elif missing:
+            terminalreporter.write_line(f"{sensor}: {seen} of {seen + len(missing)} rows seen, "
+                                        f"never: {', '.join(missing)}")
+        else:
+            terminalreporter.write_line(f"{sensor}: every row seen ({seen})")
+    if not whole_suite_collected():
+        terminalreporter.write_line("(a partial run: tests/contract/test_catalog.py enforces full coverage "
+                                    "only when the whole suite runs)")
 
 
 @pytest.fixture

@@ -1,29 +1,30 @@
 """Shared test helpers: contexts with injected roots and a fake clock, sensor runners
-that validate every result against PRTG's rules, and a record of every channel emitted
-(the catalogue contract test checks that record against the catalogue).
+that validate every result against PRTG's rules and against the channel catalogue
+(unit, custom unit, sizes, float, lookup and limits of every channel, on every result),
+and a tally of the catalogue rows the session's results carried (the coverage report).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
-from prtg_ai.core.context import Context
-from prtg_ai.core.runtime import finish, run_sensor
+from prtg_ai.catalog import load
+from prtg_ai.catalog.lookups import load_lookups
+from prtg_ai.core.runtime import finish
 from prtg_ai.prtg.model import SensorResult
 from prtg_ai.prtg.render import to_legacy, to_v2
 from prtg_ai.prtg.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
-# sensor id -> channel name -> set of (unit, customunit, float, lookup) seen
-EMITTED: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+# sensor id -> catalogue key -> how many checked results carried that channel (the coverage report)
+EMITTED: dict[str, Counter] = defaultdict(Counter)
 COLLECTED_FILES: set[str] = set()
-# lookup id -> every value a test saw a sensor emit on a channel using it
-LOOKUP_VALUES: dict[str, set] = defaultdict(set)
 SECRET_MARKERS = ("Traceback (most recent call last)",)
 
 
@@ -41,11 +42,91 @@ class FakeClock:
         return self.now
 
 
-def record(sensor_id: str, result: SensorResult) -> None:
-    for ch in result.channels:
-        EMITTED[sensor_id][ch.name].add((ch.unit, ch.customunit, bool(ch.float), ch.valuelookup))
-        if ch.valuelookup:
-            LOOKUP_VALUES[ch.valuelookup].add(ch.value)
+LIMIT_KEYS = ("limitmaxerror", "limitmaxwarning", "limitminwarning", "limitminerror")
+# The legacy JSON keys a channel carries exactly as its catalogue row says.
+CATALOGUED_KEYS = ("unit", "customunit", "speedsize", "volumesize", "speedtime", "float", "valuelookup",
+                   *LIMIT_KEYS, "limitmode", "limitwarningmsg", "limiterrormsg")
+
+
+def _pattern(name: str) -> re.Pattern:
+    return re.compile("^" + re.escape(name).replace(re.escape("{instance}"), ".+") + "$")
+
+
+def catalogue_row(sensor_id: str, channel_name: str):
+    """The catalogue row a channel name belongs to (a templated row matches any instance), or None."""
+    for spec in load(sensor_id):
+        if _pattern(spec.name).match(channel_name):
+            return spec
+    return None
+
+
+def _catalogued(spec, limits: dict | None) -> dict:
+    """What the row fixes, as legacy JSON keys; ``limits``: limit keys the run was told to change."""
+    lim = {k: getattr(spec, k) for k in LIMIT_KEYS}
+    lim.update(limits or {})
+    on = any(v is not None for v in lim.values())
+    return {
+        "unit": spec.unit, "customunit": spec.customunit if spec.unit == "Custom" else None,
+        "speedsize": spec.speedsize, "volumesize": spec.volumesize, "speedtime": spec.speedtime,
+        "float": spec.float, "valuelookup": spec.lookup, **lim,
+        # Limits set for this run (by a parameter) are switched on, whatever the row's default.
+        "limitmode": int(spec.limitmode or bool(limits)) if on else None,
+        "limitwarningmsg": spec.limitwarningmsg if on else None,
+        "limiterrormsg": spec.limiterrormsg if on else None,
+    }
+
+
+def _emitted(ch: dict) -> dict:
+    got = {k: ch.get(k) for k in CATALOGUED_KEYS}
+    got["unit"] = ch.get("unit", "Custom")
+    got["float"] = ch.get("float") == 1
+    return got
+
+
+def check_channels(sensor_id: str, doc: dict, limits: dict[str, dict] | None = None) -> None:
+    """Assert every channel of a legacy result is exactly as ``sensor_id``'s catalogue defines it.
+
+    Unit, custom unit, sizes, float, lookup, limits, limit mode and messages must equal
+    the row's; a lookup channel's value must be one its lookup defines. ``limits`` maps
+    catalogue keys to the limit keys the run changed on purpose (``--stall-after`` and
+    the like: the test states the figures it expects). Counts each row seen for the
+    coverage report.
+    """
+    body = doc["prtg"]
+    if body.get("error"):
+        return
+    rows = {spec.key for spec in load(sensor_id)}
+    assert set(limits or {}) <= rows, f"limits given for {sorted(set(limits) - rows)}, not in the catalogue"
+    for ch in body["result"]:
+        spec = catalogue_row(sensor_id, ch["channel"])
+        assert spec is not None, f"{sensor_id}: channel {ch['channel']!r} is emitted but not catalogued"
+        want, got = _catalogued(spec, (limits or {}).get(spec.key)), _emitted(ch)
+        diff = {k: f"emitted {got[k]!r}, catalogued {want[k]!r}" for k in CATALOGUED_KEYS if got[k] != want[k]}
+        assert not diff, f"{sensor_id}: channel {ch['channel']!r} (row {spec.key}) differs: {diff}"
+        if spec.lookup:
+            defined = load_lookups()[spec.lookup].values
+            assert int(ch["value"]) in defined, \
+                f"{sensor_id}: {ch['channel']!r} = {ch['value']}, which lookup {spec.lookup} does not define"
+        EMITTED[sensor_id][spec.key] += 1
+
+
+def catalogue_coverage() -> dict[str, tuple[int, list[str]]] | None:
+    """sensor id -> (rows seen, rows never seen) over this session's checked results; None before any."""
+    from prtg_ai.core import registry
+
+    if not EMITTED:
+        return None
+    out = {}
+    for sensor in registry.sensor_ids():
+        keys = [spec.key for spec in load(sensor)]
+        seen = EMITTED.get(sensor, Counter())
+        out[sensor] = (sum(1 for k in keys if seen[k]), [k for k in keys if not seen[k]])
+    return out
+
+
+def whole_suite_collected() -> bool:
+    """Whether this session collected every test file under tests/ (what full coverage needs)."""
+    return {str(p) for p in (REPO / "tests").rglob("test_*.py")} <= COLLECTED_FILES
 
 
 _RANK = {"ok": 0, "warning": 1, "error": 2}
@@ -93,10 +174,11 @@ def legacy_worst(doc: dict) -> str:
     return worst
 
 
-def check_result(sensor_id: str, result: SensorResult) -> dict:
-    """Render ``result`` both ways, assert PRTG accepts both, record channels; return legacy JSON.
+def check_result(sensor_id: str, result: SensorResult, limits: dict[str, dict] | None = None) -> dict:
+    """Render ``result`` both ways, assert PRTG accepts both and the catalogue matches; return legacy JSON.
 
     Also asserts the Script v2 status equals the worst limit/lookup state of the legacy result.
+    ``limits``: see ``check_channels``.
     """
     for fmt, to_doc in (("prtg", to_legacy), ("v2", to_v2)):
         outcome = finish(result, fmt)
@@ -107,8 +189,7 @@ def check_result(sensor_id: str, result: SensorResult) -> dict:
     legacy = json.loads(finish(result, "prtg").text)
     v2 = json.loads(finish(result, "v2").text)
     assert v2["status"] == legacy_worst(legacy), (v2["status"], legacy_worst(legacy), v2.get("message"))
-    if not result.error:
-        record(sensor_id, result)
+    check_channels(sensor_id, legacy, limits)
     return legacy
 
 
@@ -124,21 +205,20 @@ def cli_env(state_dir: Path, extra: dict | None = None) -> dict:
 UNPRIVILEGED = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
-def run_cli(args: list[str], env: dict, timeout: float = 60,
-            prefix: list[str] | None = None) -> tuple[dict, subprocess.CompletedProcess]:
-    """Run ``prtg-ai`` as PRTG would (a new process); assert exit 0, valid PRTG JSON, no traceback."""
+def run_cli(args: list[str], env: dict, timeout: float = 60, prefix: list[str] | None = None,
+            limits: dict[str, dict] | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run ``prtg-ai`` as PRTG would (a new process); assert exit 0, valid PRTG JSON, no traceback.
+
+    A ``run SENSOR`` answer in legacy JSON is checked against the catalogue (``check_channels``).
+    """
     proc = subprocess.run([*(prefix or []), sys.executable, "-m", "prtg_ai.cli", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout and "Traceback" not in proc.stderr, proc.stderr
     assert validate(proc.stdout) == [], proc.stdout
     doc = json.loads(proc.stdout)
-    if args and args[0] == "run" and len(args) > 1 and "prtg" in doc and not doc["prtg"].get("error"):
-        for ch in doc["prtg"]["result"]:
-            EMITTED[args[1]][ch["channel"]].add(
-                (ch.get("unit", "Custom"), ch.get("customunit"), ch.get("float") == 1, ch.get("valuelookup")))
-            if ch.get("valuelookup"):
-                LOOKUP_VALUES[ch["valuelookup"]].add(ch["value"])
+    if args and args[0] == "run" and len(args) > 1 and "prtg" in doc:
+        check_channels(str(args[1]), doc, limits)
     return doc, proc
 
 

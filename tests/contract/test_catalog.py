@@ -1,8 +1,12 @@
-"""The catalogue and the code stay in step (DataDog's metadata.csv check, both directions)."""
+"""The catalogue and the code stay in step (DataDog's metadata.csv check, both directions).
+
+Code -> catalogue: every checked result, on the spot (``support.check_channels``, tested
+here). Catalogue -> code: every row is emitted by some test (at the end of a whole run).
+"""
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 
 import pytest
 
@@ -10,18 +14,7 @@ from prtg_ai.catalog import COLUMNS, catalogued_sensors, load
 from prtg_ai.catalog.lookups import load_lookups
 from prtg_ai.core import registry
 from prtg_ai.prtg.units import SIZES, SPEED_TIMES, UNITS, V2_MIN_ID
-from support import COLLECTED_FILES, EMITTED
-
-
-def _pattern(name: str) -> re.Pattern:
-    return re.compile("^" + re.escape(name).replace(re.escape("{instance}"), ".+") + "$")
-
-
-def _spec_for(sensor: str, channel_name: str):
-    for spec in load(sensor):
-        if _pattern(spec.name).match(channel_name):
-            return spec
-    return None
+from support import EMITTED, catalogue_coverage, check_channels, whole_suite_collected
 
 
 def test_every_registered_sensor_has_a_catalogue_and_vice_versa():
@@ -59,28 +52,63 @@ def test_catalogue_columns_are_fixed():
     assert COLUMNS[0] == "key" and "v2_id" in COLUMNS
 
 
-@pytest.mark.after_all
-def test_every_emitted_channel_is_catalogued_with_its_unit_and_float():
-    if not EMITTED:
-        pytest.skip("no sensor result was recorded in this run; run the whole suite")
-    for sensor, chans in EMITTED.items():
-        for name, seen in chans.items():
-            spec = _spec_for(sensor, name)
-            assert spec is not None, f"{sensor}: channel {name!r} is emitted but not catalogued"
-            for unit, customunit, is_float, lookup in seen:
-                assert (unit, customunit, is_float, lookup) == (
-                    spec.unit, spec.customunit if spec.unit == "Custom" else None, spec.float, spec.lookup
-                ) or (unit, is_float, lookup) == (spec.unit, spec.float, spec.lookup), (
-                    f"{sensor}: {name!r} emitted as {unit}/{customunit}/float={is_float}/{lookup}, "
-                    f"catalogued as {spec.unit}/{spec.customunit}/float={spec.float}/{spec.lookup}")
-
-
+# Every result a test checks is compared with the catalogue on the spot (support.check_channels:
+# unit, custom unit, sizes, float, lookup, limits). What is left for the end of a session is coverage.
 @pytest.mark.after_all
 @pytest.mark.parametrize("sensor", registry.sensor_ids())
 def test_every_catalogued_channel_is_emitted_by_some_test(sensor):
-    if not any(sensor in f for f in COLLECTED_FILES if "/contract/" not in f):
-        pytest.skip(f"no test of {sensor} was collected in this run; run the whole suite")
-    emitted = EMITTED.get(sensor, {})
-    missing = [spec.name for spec in load(sensor)
-               if not any(_pattern(spec.name).match(name) for name in emitted)]
+    if not whole_suite_collected():
+        pytest.skip("partial run: coverage is enforced when the whole suite runs; "
+                    "this session's is in the 'catalogue coverage' summary")
+    seen, missing = (catalogue_coverage() or {}).get(sensor, (0, [spec.key for spec in load(sensor)]))
     assert not missing, f"{sensor}: catalogued but never emitted by any test: {missing}"
+
+
+@pytest.fixture
+def unrecorded():
+    """The checks below feed made-up channels: keep them out of the session's coverage tally."""
+    saved = {sensor: Counter(rows) for sensor, rows in EMITTED.items()}
+    yield
+    EMITTED.clear()
+    EMITTED.update(saved)
+
+
+def _doc(*channels) -> dict:
+    from prtg_ai.prtg.model import SensorResult
+    from prtg_ai.prtg.render import to_legacy
+
+    return to_legacy(SensorResult(channels=list(channels)))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"unit": "Count"}, "'unit': \"emitted 'Count', catalogued 'Custom'\""),
+    ({"customunit": "MiB/h"}, "'customunit': \"emitted 'MiB/h', catalogued 'GiB/h'\""),
+    ({"float": False}, "'float': 'emitted False, catalogued True'"),
+    ({"limitmaxwarning": 50}, "'limitmaxwarning': 'emitted 50, catalogued None'"),
+])
+def test_the_result_check_refuses_a_channel_that_differs_from_its_row(change, words, unrecorded):
+    ch = load("checkpoint_volume").make("growth_rate", 1.5)
+    for key, value in change.items():
+        setattr(ch, key, value)
+    with pytest.raises(AssertionError) as err:
+        check_channels("checkpoint_volume", _doc(ch))
+    assert "'Growth Rate' (row growth_rate) differs" in str(err.value) and words in str(err.value)
+
+
+def test_the_result_check_takes_limits_only_where_the_test_declares_them(unrecorded):
+    cat = load("checkpoint_volume")
+    stalled = cat.make("newest_age", 12.0, limitmaxwarning=30.0)  # what --stall-after 30m sets
+    with pytest.raises(AssertionError, match="limitmaxwarning"):
+        check_channels("checkpoint_volume", _doc(stalled))
+    check_channels("checkpoint_volume", _doc(stalled), limits={"newest_age": {"limitmaxwarning": 30.0}})
+    with pytest.raises(AssertionError, match="not in the catalogue"):
+        check_channels("checkpoint_volume", _doc(stalled), limits={"Newest Checkpoint Age": {"limitmaxwarning": 30}})
+
+
+def test_the_result_check_refuses_uncatalogued_channels_and_undefined_lookup_values(unrecorded):
+    from prtg_ai.prtg.model import Channel
+
+    with pytest.raises(AssertionError, match="'Spare' is emitted but not catalogued"):
+        check_channels("checkpoint_volume", _doc(Channel("Spare", 1)))
+    with pytest.raises(AssertionError, match="which lookup prtgai.checkpoint.filltrend does not define"):
+        check_channels("checkpoint_volume", _doc(load("checkpoint_volume").make("fill_trend", 9)))

@@ -63,7 +63,6 @@ def _slug(text: str) -> str:
 @skip_without_gpu
 @pytest.mark.parametrize("index", range(min(COUNT, 8)) if COUNT else [0])
 def test_gpu_sensor_on_real_nvml(index, monkeypatch, sensor_run, make_ctx, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fakes.nvml_fake import Recorder
 
     recorder = Recorder()
@@ -83,7 +82,6 @@ def test_gpu_sensor_on_real_nvml(index, monkeypatch, sensor_run, make_ctx, tmp_p
 
 @skip_without_gpu
 def test_gpu_host_sensor_on_real_nvml(monkeypatch, sensor_run, make_ctx):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from fakes.nvml_fake import Recorder
 
     recorder = Recorder()

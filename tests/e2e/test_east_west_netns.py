@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from prtg_ai.prtg.validate import validate
-from support import EMITTED, channels, cli_env, is_root
+from support import channels, check_channels, cli_env, is_root
 
 pytestmark = pytest.mark.root
 
@@ -123,9 +123,7 @@ def run_in_ns(side: Side) -> tuple[dict, float]:
     assert validate(proc.stdout) == [], proc.stdout
     doc = json.loads(proc.stdout)
     assert not doc["prtg"].get("error"), doc
-    for ch in doc["prtg"]["result"]:
-        EMITTED["east_west"][ch["channel"]].add(
-            (ch.get("unit", "Custom"), ch.get("customunit"), ch.get("float") == 1, ch.get("valuelookup")))
+    check_channels("east_west", doc)
     (state_file,) = side.state.glob("east_west-*.json")
     return doc, json.loads(state_file.read_text())["data"]["t"]
 

@@ -195,9 +195,10 @@ def test_every_call_is_granted_by_the_shipped_role(gcp, scan):
     scan()
     role = yaml.safe_load((Path(__file__).resolve().parents[2] / backend.ROLE_FILE).read_text(encoding="utf-8"))
     granted = set(role["includedPermissions"])
+    # One scan makes every call of the backend's table (no unused entry), each granted.
+    assert cloud_http.CALLED == set(backend.IAM_PERMISSIONS)
     for call in cloud_http.CALLED:
         assert set(backend.IAM_PERMISSIONS[call]) <= granted, call
-    assert ("bigquery", "jobs.query") in cloud_http.CALLED and ("tpu", "nodes.list") in cloud_http.CALLED
 
 
 def test_doctor_line_reports_adc(gcp, monkeypatch, tmp_path):

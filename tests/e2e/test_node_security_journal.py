@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import EMITTED, is_root
+from support import check_channels, is_root
 
 pytestmark = pytest.mark.root
 AUTH = Path(__file__).resolve().parents[1] / "testcases" / "node_security" / "auth"
@@ -103,9 +103,7 @@ def test_journal_failures_with_a_stored_cursor(tmp_path):
     docs = [json.loads(r["out"])["prtg"] for r in (first, second, third)]
     for doc in docs:
         assert not doc.get("error"), doc
-        for c in doc["result"]:
-            EMITTED["node_security"][c["channel"]].add((c.get("unit", "Custom"), c.get("customunit"),
-                                                         c.get("float") == 1, c.get("valuelookup")))
+        check_channels("node_security", {"prtg": doc})
     values = [{c["channel"]: c["value"] for c in d["result"]} for d in docs]
     assert values[0]["SSH Auth Failures"] == 0 and "SSH counting starts now (journal)" in docs[0]["text"]
     minutes = (second["t"] - first["t"]) / 60.0

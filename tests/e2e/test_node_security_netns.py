@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from prtg_ai.prtg.validate import validate
-from support import EMITTED, cli_env, is_root
+from support import check_channels, cli_env, is_root
 
 pytestmark = pytest.mark.root
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "ai_services.py"
@@ -92,9 +92,7 @@ def test_exposed_services_on_a_veth_address_are_identified_by_protocol(namespace
     assert validate(proc.stdout) == [], proc.stdout
     doc = json.loads(proc.stdout)["prtg"]
     values = {c["channel"]: c["value"] for c in doc["result"]}
-    for c in doc["result"]:
-        EMITTED["node_security"][c["channel"]].add((c.get("unit", "Custom"), c.get("customunit"),
-                                                     c.get("float") == 1, c.get("valuelookup")))
+    check_channels("node_security", {"prtg": doc})
     text = doc["text"]
     # By hand: open Jupyter, Ray, Redis (on 8000) and MLflow (+ kubelet on ::) answer without credentials;
     # Ollama and the OpenAI server ask for them; the decoys and the loopback TensorBoard are not flagged.

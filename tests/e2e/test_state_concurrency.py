@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from prtg_ai.prtg.validate import validate
 from support import cli_env
+
+pytestmark = pytest.mark.reliability("concurrency")
 
 
 def test_twenty_concurrent_runs_keep_every_sample(tmp_path):

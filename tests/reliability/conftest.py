@@ -5,9 +5,9 @@
 * ``tally`` lets a test say how many cases it tried and faults it injected.
 * With ``PRTG_AI_RELIABILITY_REPORT`` set (a file path, or ``1`` for
   ``benchmarks/results/reliability-<stamp>.json``), the session writes the counts per
-  group: tests, cases tried, faults injected, failures. The plugin sees every test of
-  the session, so the state-store fault tests in ``tests/unit`` and the state
-  concurrency test in ``tests/e2e`` are counted when ``make reliability`` names them.
+  group: tests, cases tried, faults injected, failures. A test belongs to a group by its
+  ``reliability`` marker, wherever it lives (the state-store faults in ``tests/unit``, the
+  state concurrency test in ``tests/e2e``); ``report.py`` runs ``pytest -m reliability``.
 """
 
 from __future__ import annotations
@@ -25,35 +25,30 @@ from reliability.rel_support import FULL, MODE, REPO, TALLY, Tally, machine
 REPORT_ENV = "PRTG_AI_RELIABILITY_REPORT"
 PLUGIN_NAME = "prtg-ai-reliability-report"
 
-# (group, nodeid prefix, whether each test of it is one injected fault when it records none)
-GROUPS: list[tuple[str, str, bool]] = [
-    ("bad-input matrix", "tests/reliability/test_bad_input_matrix.py", False),
-    ("property tests (rates, trends)", "tests/reliability/test_properties.py", False),
-    ("property tests (rates, trends)", "tests/unit/test_trend_and_counters.py", False),
-    ("concurrency", "tests/reliability/test_concurrency.py", False),
-    ("concurrency", "tests/e2e/test_state_concurrency.py", False),
-    ("faults: NVML errors mid-sweep", "tests/reliability/test_faults_nvml.py", True),
-    ("faults: AWS endpoint dying", "tests/reliability/test_faults_aws.py", True),
-    ("faults: state store (disk full, read-only, corrupt, locked)",
-     "tests/unit/test_state_store.py::test_bad_state_files_are_set_aside", True),
-    ("faults: state store (disk full, read-only, corrupt, locked)",
-     "tests/unit/test_state_store.py::test_unreadable_state_file", True),
-    ("faults: state store (disk full, read-only, corrupt, locked)",
-     "tests/unit/test_state_store.py::test_lock_held_elsewhere", True),
-    ("faults: state store (disk full, read-only, corrupt, locked)",
-     "tests/unit/test_state_store.py::test_disk_full", True),
-    ("faults: state store (disk full, read-only, corrupt, locked)",
-     "tests/unit/test_state_store.py::test_read_only_state_folder", True),
-    ("fuzzing: agent HTTP", "tests/reliability/test_fuzz_agent.py", False),
-]
+# The report's groups, in its order: group -> whether each test of it is one injected fault
+# when it records none. A test joins a group with ``@pytest.mark.reliability("<group>")``
+# (registered in pyproject.toml); a bare ``@pytest.mark.reliability`` runs with the suite uncounted.
+GROUPS: dict[str, bool] = {
+    "bad-input matrix": False,
+    "property tests (rates, trends)": False,
+    "concurrency": False,
+    "faults: NVML errors mid-sweep": True,
+    "faults: AWS endpoint dying": True,
+    "faults: state store (disk full, read-only, corrupt, locked)": True,
+    "fuzzing: agent HTTP": False,
+}
 _HYPOTHESIS_CASES = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid")
 
 
-def group_of(nodeid: str) -> tuple[str, bool] | None:
-    for name, prefix, fault_each in GROUPS:
-        if nodeid.startswith(prefix):
-            return name, fault_each
-    return None
+def group_of(item) -> str | None:
+    """The report group a collected test's ``reliability`` marker names (None: not counted)."""
+    mark = item.get_closest_marker("reliability")
+    if mark is None or not mark.args:
+        return None
+    name = mark.args[0]
+    if name not in GROUPS:
+        raise pytest.UsageError(f"{item.nodeid}: reliability group {name!r} is not one of {list(GROUPS)}")
+    return name
 
 
 class ReliabilityReport:
@@ -64,9 +59,14 @@ class ReliabilityReport:
         self.outcomes: dict[str, str] = {}
         self.examples: dict[str, int] = {}
         self.xfails: dict[str, str] = {}
+        self.groups: dict[str, str] = {}  # nodeid -> group, from the markers
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config, items):
+        for item in items:
+            group = group_of(item)
+            if group is not None:
+                self.groups[item.nodeid] = group
         if FULL:
             return
         skip = pytest.mark.skip(reason="long reliability case: run with PRTG_AI_RELIABILITY=full (make reliability)")
@@ -75,7 +75,7 @@ class ReliabilityReport:
                 item.add_marker(skip)
 
     def pytest_runtest_logreport(self, report):
-        if group_of(report.nodeid) is None:
+        if report.nodeid not in self.groups:
             return
         previous = self.outcomes.get(report.nodeid)
         if hasattr(report, "wasxfail") and report.skipped:
@@ -94,7 +94,8 @@ class ReliabilityReport:
     def summary(self) -> dict:
         groups: dict[str, dict[str, int]] = {}
         for nodeid, outcome in self.outcomes.items():
-            name, fault_each = group_of(nodeid)
+            name = self.groups[nodeid]
+            fault_each = GROUPS[name]
             g = groups.setdefault(name, {"tests": 0, "cases": 0, "faults": 0, "failures": 0, "skipped": 0,
                                          "known_bugs": 0})
             if outcome == "skipped":
@@ -106,8 +107,7 @@ class ReliabilityReport:
             g["cases"] += max(tally["cases"], self.examples.get(nodeid, 0), 1)
             g["faults"] += tally["faults"] or (1 if fault_each else 0)
             g["failures"] += outcome == "failed"
-        order = list(dict.fromkeys(name for name, _, _ in GROUPS))
-        groups = {name: groups[name] for name in order if name in groups}
+        groups = {name: groups[name] for name in GROUPS if name in groups}
         totals = {k: sum(g[k] for g in groups.values()) for k in ("tests", "cases", "faults", "failures", "skipped", "known_bugs")}
         bugs: dict[str, list[str]] = {}
         for nodeid, reason in self.xfails.items():

@@ -49,13 +49,10 @@ class Tally:
 
 
 def machine() -> str:
-    """The machine description the benchmarks print (``benchmarks/common.py``), loaded by path."""
-    import importlib.util
+    """The machine description the benchmarks print too (``tests/host_info.py``)."""
+    from host_info import describe
 
-    spec = importlib.util.spec_from_file_location("prtg_ai_bench_common", REPO / "benchmarks" / "common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
+    return describe()
 
 
 def free_port() -> int:

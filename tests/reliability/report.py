@@ -4,11 +4,11 @@ Usage (from the repository root; ``make reliability`` / ``make reliability-quick
 
     python tests/reliability/report.py [--quick] [--no-readme] [-- PYTEST_ARGS...]
 
-Runs pytest over ``tests/reliability`` plus the state-store fault tests
-(``tests/unit/test_state_store.py``: disk full on a small tmpfs, read-only folder,
-corrupt files, a held lock), the state concurrency test
-(``tests/e2e/test_state_concurrency.py``) and the single-call rate/trend properties
-(``tests/unit/test_trend_and_counters.py``). The full run sets
+Runs every test marked ``reliability`` (``pytest -m reliability tests``): the suite in
+``tests/reliability`` plus, wherever they live, the state-store fault tests (disk full
+on a small tmpfs, read-only folder, corrupt files, a held lock), the state concurrency
+test and the single-call rate/trend properties. The marker's argument names the
+report group (``tests/reliability/conftest.py``). The full run sets
 ``PRTG_AI_RELIABILITY=full``; the conftest plugin writes
 ``benchmarks/results/reliability-<stamp>.json`` (cases tried, faults injected,
 failures, per group), and the full run (not ``--quick``) writes the docs block from it, as
@@ -29,8 +29,7 @@ from prtg_ai.build.reports import reliability_block
 from prtg_ai.build.splice import splice_file
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = ["tests/reliability", "tests/unit/test_state_store.py", "tests/e2e/test_state_concurrency.py",
-           "tests/unit/test_trend_and_counters.py"]
+SELECT = ["-m", "reliability", "tests"]  # the tests are found by their marker
 
 
 def write_docs(doc: dict, page: Path = REPO / "docs" / "benchmarks.md") -> bool:
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out = REPO / "benchmarks" / "results" / f"reliability-{stamp}{'-quick' if args.quick else ''}.json"
     env = dict(os.environ, PRTG_AI_RELIABILITY_REPORT=str(out))
     env["PRTG_AI_RELIABILITY"] = "quick" if args.quick else "full"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TARGETS, *args.pytest_args]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SELECT, *args.pytest_args]
     print("$ " + " ".join(cmd), flush=True)
     status = subprocess.call(cmd, cwd=REPO, env=env)
     if not out.is_file():

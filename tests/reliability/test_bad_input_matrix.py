@@ -20,6 +20,8 @@ from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import execute
 from prtg_ai.prtg.validate import validate
 
+pytestmark = pytest.mark.reliability("bad-input matrix")
+
 SECRET = "AKIAMATRIXSECRET123456"
 HOSTILE = {
     "traversal": "../../../../etc/passwd",

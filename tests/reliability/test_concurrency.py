@@ -22,8 +22,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
 from prtg_ai.prtg.validate import validate
 from reliability.rel_support import AgentProcess, clean_env, http_get, sized
+
+pytestmark = pytest.mark.reliability("concurrency")
 
 TESTS = Path(__file__).resolve().parents[1]
 NDR = TESTS / "testcases" / "east_west" / "ndr_8port"

@@ -13,9 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from fakes.gpu_cases import TESTCASES
 from prtg_ai.prtg.validate import validate
 from reliability.rel_support import AgentProcess, clean_env, http_get
+
+pytestmark = pytest.mark.reliability  # runs with the reliability suite; no counted group
 
 SHIM = Path(__file__).resolve().parents[1] / "fakes" / "shim"
 BLOCK_S = 600  # "minutes": far beyond any deadline under test

@@ -2,7 +2,7 @@
 
 Topology, all on 127.0.0.1:
 
-    sensor -- boto3 --> Breaker (AWS_ENDPOINT_URL) --> Front (tests/e2e/test_gpu_spend_moto.py:
+    sensor -- boto3 --> Breaker (AWS_ENDPOINT_URL) --> Front (tests/fakes/aws_moto.py:
                         |                               counting proxy, Pricing / forecast fake)
                         |                               --> moto's ThreadedMotoServer
                         '- per operation: pass, or die mid-request
@@ -25,7 +25,6 @@ sensor must serve the cached figures with their age instead of an outage.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -42,16 +41,15 @@ import pytest
 pytest.importorskip("moto.server")
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from fakes import aws_moto  # noqa: E402
 from prtg_ai.backends import aws as aws_backend  # noqa: E402
 from prtg_ai.core.context import Context  # noqa: E402
 from prtg_ai.core.runtime import run_sensor  # noqa: E402
 from reliability.rel_support import clean_env  # noqa: E402
 from support import FakeClock, channels, check_result  # noqa: E402
 
-E2E = Path(__file__).resolve().parents[1] / "e2e" / "test_gpu_spend_moto.py"
-_spec = importlib.util.spec_from_file_location("prtg_ai_rel_spend_helpers", E2E)
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
+pytestmark = pytest.mark.reliability("faults: AWS endpoint dying")
+
 
 MODES = ("half", "reset", "garbage", "stall")
 # The operations a scan without a cache makes first, one of each service family.
@@ -97,7 +95,7 @@ class Breaker:
     def handle(self, handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        op = helpers.Front.operation(handler, body)
+        op = aws_moto.Front.operation(handler, body)
         with self.lock:
             mode = self.faults.get(op) or self.faults.get("*")
             if mode:
@@ -148,7 +146,7 @@ def aws_stack():
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    front = helpers.Front(port)
+    front = aws_moto.Front(port)
     front.thread.start()
     breaker = Breaker(front.port)
     yield {"moto": f"http://{host}:{port}", "front": front, "breaker": breaker}
@@ -174,7 +172,7 @@ def stack(aws_stack, monkeypatch):
 
 
 def spend_ctx(tmp_path: Path, url: str, clock: FakeClock, state: str = "state") -> Context:
-    env = helpers.aws_env(url)
+    env = aws_moto.aws_env(url)
     return Context(state_dir=tmp_path / state, clock=clock, env=env)
 
 
@@ -182,7 +180,7 @@ def assert_clean(result, started: float, limit: float = 60.0) -> dict:
     doc = check_result("gpu_spend", result)
     text = json.dumps(doc)
     assert "Traceback" not in text
-    assert helpers.SECRET not in text
+    assert aws_moto.SECRET not in text
     assert "Internal error" not in result.message(), result.message()
     assert time.monotonic() - started < limit, f"scan took {time.monotonic() - started:.1f} s"
     return doc
@@ -207,10 +205,10 @@ def _cases():
 
 @pytest.mark.parametrize("mode, target", list(_cases()))
 def test_endpoint_dying_mid_request_without_a_cache_is_a_clean_error(stack, mode, target, tmp_path, tally):
-    helpers.seed_fleet(stack["moto"], helpers.DAY)
-    helpers.queue_costs(stack["moto"], helpers.september())
+    aws_moto.seed_fleet(stack["moto"], aws_moto.DAY)
+    aws_moto.queue_costs(stack["moto"], aws_moto.september())
     stack["breaker"].faults[target] = mode
-    clock = FakeClock(helpers.DAY.timestamp())
+    clock = FakeClock(aws_moto.DAY.timestamp())
     started = time.monotonic()
     result = run_sensor("gpu_spend", [], spend_ctx(tmp_path, stack["breaker"].url, clock))
     tally.case()
@@ -231,9 +229,9 @@ def test_endpoint_dying_mid_request_without_a_cache_is_a_clean_error(stack, mode
 
 @pytest.mark.parametrize("mode", MODES)
 def test_endpoint_dying_after_a_good_scan_serves_the_cache_with_its_age(stack, mode, tmp_path, tally):
-    helpers.seed_fleet(stack["moto"], helpers.DAY)
-    helpers.queue_costs(stack["moto"], helpers.september())
-    clock = FakeClock(helpers.DAY.timestamp())
+    aws_moto.seed_fleet(stack["moto"], aws_moto.DAY)
+    aws_moto.queue_costs(stack["moto"], aws_moto.september())
+    clock = FakeClock(aws_moto.DAY.timestamp())
     ctx = spend_ctx(tmp_path, stack["breaker"].url, clock)
     first = run_sensor("gpu_spend", [], ctx)
     assert not first.error, first.message()
@@ -261,7 +259,7 @@ def test_a_real_process_against_a_dying_endpoint_exits_0_with_prtg_json(aws_stac
     aws_stack["breaker"].faults.clear()
     aws_stack["breaker"].killed = 0
     aws_stack["breaker"].faults["*"] = mode
-    env = clean_env(tmp_path / "state", helpers.aws_env(aws_stack["breaker"].url))
+    env = clean_env(tmp_path / "state", aws_moto.aws_env(aws_stack["breaker"].url))
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "prtg_ai.cli", "run", "gpu_spend"], capture_output=True,
                           text=True, env=env, timeout=300)
@@ -275,7 +273,7 @@ def test_a_real_process_against_a_dying_endpoint_exits_0_with_prtg_json(aws_stac
 
     assert validate(proc.stdout) == [], proc.stdout
     doc = json.loads(proc.stdout)
-    assert doc["prtg"]["error"] == 1 and helpers.SECRET not in proc.stdout
+    assert doc["prtg"]["error"] == 1 and aws_moto.SECRET not in proc.stdout
     print(f"\n{mode}: a scan against a dying endpoint took {elapsed:.1f} s "
           f"({aws_stack['breaker'].killed} requests killed)")
     # PRTG's EXE/Script sensors time out at 60 s by default (900 s at most).
@@ -284,10 +282,10 @@ def test_a_real_process_against_a_dying_endpoint_exits_0_with_prtg_json(aws_stac
 
 def test_the_breaker_is_not_vacuous(stack, tmp_path, tally):
     """With no fault the same path succeeds, so the failures above come from the faults."""
-    helpers.seed_fleet(stack["moto"], helpers.DAY)
-    helpers.queue_costs(stack["moto"], helpers.september())
+    aws_moto.seed_fleet(stack["moto"], aws_moto.DAY)
+    aws_moto.queue_costs(stack["moto"], aws_moto.september())
     result = run_sensor("gpu_spend", [], spend_ctx(tmp_path, stack["breaker"].url,
-                                                   FakeClock(helpers.DAY.timestamp())))
+                                                   FakeClock(aws_moto.DAY.timestamp())))
     tally.case()
     assert not result.error, result.message()
     assert channels(result)["Running GPU Instances"] == 7

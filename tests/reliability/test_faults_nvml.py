@@ -32,6 +32,8 @@ from prtg_ai.core.runtime import run_sensor
 from reliability.rel_support import FULL, clean_env
 from support import check_result
 
+pytestmark = pytest.mark.reliability("faults: NVML errors mid-sweep")
+
 REAL = nvml_fake.REAL
 ERROR_CLASSES = sorted(n[len("NVMLError_"):] for n in dir(REAL)
                        if n.startswith("NVMLError_") and isinstance(getattr(REAL, n), type))

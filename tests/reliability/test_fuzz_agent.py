@@ -36,6 +36,8 @@ from hypothesis import strategies as st
 from prtg_ai.prtg.validate import validate
 from reliability.rel_support import AgentProcess, clean_env, http_get, sized
 
+pytestmark = pytest.mark.reliability("fuzzing: agent HTTP")
+
 TESTS = Path(__file__).resolve().parents[1]
 TOKEN = "fuzz-token-0a1b2c3d4e5f"
 EXAMPLES = sized(300, 3000)

@@ -40,6 +40,8 @@ from prtg_ai.maths.trend import gross_increase_rate, least_squares_slope, thin, 
 from reliability.rel_support import sized
 from support import FakeClock, channels, check_result
 
+pytestmark = pytest.mark.reliability("property tests (rates, trends)")
+
 EPOCH = 1_790_000_000.0
 SEQ = settings(max_examples=sized(300, 3000), deadline=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

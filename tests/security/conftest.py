@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sec_support import TALLY, Agent  # noqa: E402 - needs the path above
+from security.sec_support import TALLY, Agent
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sec_support import Recorder, attack, leak_check, ok, text_of
+from security.sec_support import Recorder, attack, leak_check, ok, text_of
 from fakes.inference_server import FakeModelServer
 
 ENV_KEY = "sk-env-openai-key-0123456789abcdef"

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from sec_support import (
+from security.sec_support import (
     METADATA_PAGES, METADATA_ROLE, METADATA_SECRET, Recorder, attack, free_port, leak_check, metadata_route, ok,
     text_of,
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fakes import nvml_fake
-from sec_support import Recorder, attack, leak_check, ok, text_of
+from security.sec_support import Recorder, attack, leak_check, ok, text_of
 
 H100 = Path(__file__).resolve().parents[1] / "testcases" / "gpu_host" / "h100x8_load" / "nvml.json"
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from fakes import nvml_fake
-from sec_support import attack, leak_check, ok, text_of
+from security.sec_support import attack, leak_check, ok, text_of
 
 H100 = Path(__file__).resolve().parents[1] / "testcases" / "gpu_host" / "h100x8_load" / "nvml.json"
 XID_LINE = "[ 99.1] NVRM: Xid (PCI:0000:18:00): 48, pid='<unknown>', name=<unknown>, An uncorrectable ECC error.\n"

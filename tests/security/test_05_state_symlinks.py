@@ -17,7 +17,7 @@ import time
 import pytest
 
 from prtg_ai.core.state import instance_file_stem
-from sec_support import attack, leak_check
+from security.sec_support import attack, leak_check
 from support import cli_env, is_root, run_cli
 
 pytestmark = pytest.mark.skipif(not is_root() or not shutil.which("setpriv"),

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from sec_support import TOKEN, attack, leak_check, ok, wait_until
+from security.sec_support import TOKEN, attack, leak_check, ok, wait_until
 
 
 def slow_socket(port: int, source: str) -> socket.socket | None:

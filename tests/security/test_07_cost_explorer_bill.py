@@ -1,7 +1,7 @@
 """Attack 7: running up the Cost Explorer bill with distinct gpu_spend parameters through the agent.
 
 Real parts: boto3 over HTTP to moto's server on 127.0.0.1 behind the counting front
-of the gpu_spend end-to-end tests (every Cost Explorer request is counted where it
+of ``tests/fakes/aws_moto.py`` (every Cost Explorer request is counted where it
 arrives), and the real agent serving gpu_spend (opt-in).
 """
 
@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("moto.server")
 
-from e2e.test_gpu_spend_moto import aws, front, moto_server  # noqa: E402,F401 - fixtures reused
+from fakes.aws_moto import aws, front, moto_server  # noqa: E402,F401 - fixtures reused
 from prtg_ai.gpu_spend import spend_model as sm  # noqa: E402
 from prtg_ai.gpu_spend.ce_cache import CE_DAILY_REQUEST_CAP  # noqa: E402
-from sec_support import attack, leak_check, text_of  # noqa: E402
+from security.sec_support import attack, leak_check, text_of  # noqa: E402
 
 
 def test_07_distinct_parameters_cannot_exceed_the_daily_cap(agent, aws):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
-from sec_support import attack, leak_check, ok, text_of
+from security.sec_support import attack, leak_check, ok, text_of
 
 REQUESTS = 300
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fakes.inference_server import FakeModelServer
-from sec_support import attack, leak_check, ok, text_of
+from security.sec_support import attack, leak_check, ok, text_of
 
 PAGE = (Path(__file__).resolve().parents[1] / "testcases" / "inference" / "vllm" / "metrics.1.prom").read_text()
 PASSWORD = "hunter2XYZ"

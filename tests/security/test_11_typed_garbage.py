@@ -16,7 +16,7 @@ from fakes import nvml_fake
 from fakes.inference_server import FakeModelServer
 from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import run_sensor
-from sec_support import attack, leak_check
+from security.sec_support import attack, leak_check
 from support import check_result
 
 ROOT = Path(__file__).resolve().parents[1] / "testcases"

@@ -12,7 +12,7 @@ import time
 
 from prtg_ai.core import state as state_mod
 from prtg_ai.core.state import StateStore
-from sec_support import attack, leak_check, ok
+from security.sec_support import attack, leak_check, ok
 
 
 def json_files(folder) -> list:

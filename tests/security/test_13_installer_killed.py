@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from prtg_ai_installer.apply import BACKUP_TAG, JOURNAL_NAME, TEMP_TAG, TRASH_TAG
-from sec_support import attack, leak_check
+from security.sec_support import attack, leak_check
 from support import tree_listing
 
 PY = os.path.abspath(sys.executable)

@@ -12,7 +12,7 @@ import sys
 
 import requests
 
-from sec_support import TOKEN, attack, free_port, leak_check, wait_until
+from security.sec_support import TOKEN, attack, free_port, leak_check, wait_until
 from support import cli_env, stop_with_sigterm
 
 

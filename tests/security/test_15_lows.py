@@ -15,7 +15,7 @@ import pytest
 from prtg_ai.agent.push import Pusher, parse_targets
 from prtg_ai.core.context import Context
 from prtg_ai.core.runtime import run_sensor
-from sec_support import Recorder, attack, leak_check, ok, text_of
+from security.sec_support import Recorder, attack, leak_check, ok, text_of
 from support import UNPRIVILEGED, check_result, cli_env, is_root, run_cli
 
 PAGE = (Path(__file__).resolve().parents[1] / "testcases" / "inference" / "vllm" / "metrics.1.prom").read_text()

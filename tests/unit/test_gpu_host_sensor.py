@@ -17,13 +17,13 @@ def scenario(case: str) -> dict:
 def run_host(monkeypatch, sensor_run, make_ctx, tmp_path):
     holder = {}
 
-    def _run(scen: dict, *args: str, xid_log=None):
+    def _run(scen: dict, *args: str, xid_log=None, limits=None):
         fake = nvml_fake.install(monkeypatch, scen)
         holder.setdefault("ctx", make_ctx(proc_root=tmp_path / "proc"))
         log = xid_log or tmp_path / "empty-kmsg"
         if xid_log is None:
             log.touch()
-        return sensor_run("gpu_host", [*args, "--xid-log", log], holder["ctx"]), fake
+        return sensor_run("gpu_host", [*args, "--xid-log", log], holder["ctx"], limits=limits), fake
     return _run
 
 
@@ -71,10 +71,11 @@ def test_a_lost_gpu_is_counted_not_fatal(run_host, tmp_path, clock):
 
 def test_gpu_count_change_and_expected_gpus(run_host, clock):
     scen = scenario("h100x8_load")
-    run_host(scen, "--expected-gpus", "8")
+    expected = {"gpus": {"limitminerror": 8}}  # --expected-gpus 8: a lower error limit on GPUs
+    run_host(scen, "--expected-gpus", "8", limits=expected)
     scen["devices"].pop()
     clock.advance(60)
-    result, _ = run_host(scen, "--expected-gpus", "8")
+    result, _ = run_host(scen, "--expected-gpus", "8", limits=expected)
     ch = channels(result)
     assert (ch["GPUs"], ch["GPU Count Change"]) == (7, -1)
     assert result.channel("GPUs").limitminerror == 8 and result.channel("GPUs").limit_state() == "error"

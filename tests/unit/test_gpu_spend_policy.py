@@ -1,13 +1,12 @@
 """Least privilege: the shipped IAM policy grants exactly what the AWS backend calls.
 
-The e2e test checks the same at run time (every operation a full refresh makes);
-this one reads the backend's source, so a new call cannot be added without its
-IAM action, and the error translation that names a missing action.
+The backend refuses any call its table (``IAM_ACTIONS``) does not map to an IAM action,
+so a new call cannot be added without one; the e2e test checks that a full refresh
+makes exactly the table's calls. Also: the error translation that names a missing action.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -17,35 +16,21 @@ from prtg_ai.backends import aws
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "installer" / "assets" / "iam" / "prtg-ai-gpu-spend-policy.json"
-BACKEND = REPO / "sensors" / "prtg_ai" / "backends" / "aws.py"
 
 
-def _called_operations() -> set[tuple[str, str]]:
-    """Every ``self._call("service", region, "Operation", ...)`` and ``self._paged("service", "Operation", ...)``
-    in the backend's source; only the paging helpers ``_paged`` and ``_pages`` may pass them on as variables."""
-    found = set()
-    tree = ast.parse(BACKEND.read_text(encoding="utf-8"))
-    forwarding = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name in ("_paged", "_pages")
-                  for n in ast.walk(f)}
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        if node.func.attr == "_call":
-            service, op = node.args[0], node.args[2]
-        elif node.func.attr == "_paged":
-            service, op = node.args[0], node.args[1]
-        else:
-            continue
-        if id(node) in forwarding:
-            continue
-        assert isinstance(service, ast.Constant) and isinstance(op, ast.Constant), ast.dump(node)
-        found.add((service.value, op.value))
-    return found
-
-
-def test_backend_calls_are_exactly_the_mapped_operations():
-    # gpu_spend's calls, and those of the stop-idle-gpus action (its own policy: test_stop_idle_gpus_policy.py).
-    assert _called_operations() == set(aws.IAM_ACTIONS) | set(aws.ACT_IAM_ACTIONS)
+def test_a_call_outside_the_iam_tables_is_refused_before_any_request():
+    # What keeps the tables (and so the policies) complete: a new call without its IAM action
+    # fails in every test that reaches it. The e2e test checks a full refresh makes exactly
+    # the calls of IAM_ACTIONS (test_every_call_the_backend_makes_is_in_the_iam_policy_and_nothing_more).
+    session = aws.Aws(env={"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "x",
+                           "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    called, sent = set(aws.CALLED), dict(aws.SENT)
+    for service, op in (("ec2", "TerminateInstances"), ("ce", "GetCostAndUsageWithResources"), ("iam", "ListUsers")):
+        with pytest.raises(LookupError, match=f"AWS {service} {op} is in neither IAM_ACTIONS nor ACT_IAM_ACTIONS"):
+            session._call(service, "us-east-1", op)
+        with pytest.raises(LookupError, match=f"AWS {service} {op} is in neither"):  # the paged way too
+            next(session._pages(service, "us-east-1", op, {}, max_pages=1))
+    assert (set(aws.CALLED), dict(aws.SENT)) == (called, sent)  # nothing was sent
 
 
 def test_policy_grants_exactly_the_needed_actions():

@@ -16,6 +16,9 @@ from support import is_root
 
 IDENTITY = {"path": "/data/ckpt"}
 
+# Faults the reliability report counts (tests/reliability/report.py), one injected fault per test.
+STATE_FAULT = pytest.mark.reliability("faults: state store (disk full, read-only, corrupt, locked)")
+
 
 def open_session(folder, **kw) -> StateSession:
     return StateStore(folder).session("checkpoint_volume", IDENTITY, **kw)
@@ -50,6 +53,7 @@ def test_instances_do_not_share_state(tmp_path):
     assert a.path != b.path
 
 
+@STATE_FAULT
 @pytest.mark.parametrize("content, problem", [
     (b'{"format": "prtg-ai-state", "version": 1, "sam', "corrupt or truncated"),
     (b"", "corrupt or truncated"),
@@ -73,6 +77,7 @@ def test_bad_state_files_are_set_aside_with_a_note(tmp_path, content, problem):
     assert json.loads(path.read_text())["samples"] == [[3, 4]]
 
 
+@STATE_FAULT
 def test_unreadable_state_file_is_a_note_not_a_crash(tmp_path):
     path = open_session(tmp_path).path
     tmp_path.mkdir(exist_ok=True)
@@ -85,6 +90,7 @@ def test_unreadable_state_file_is_a_note_not_a_crash(tmp_path):
     assert not any("Could not save state" in n for n in st.notes)
 
 
+@STATE_FAULT
 def test_lock_held_elsewhere_times_out_with_a_note(tmp_path):
     write_samples(tmp_path, [[1, 1]])
     session = open_session(tmp_path)
@@ -112,6 +118,7 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@STATE_FAULT
 def test_disk_full_keeps_the_previous_state(small_tmpfs):
     path = write_samples(small_tmpfs, [[1, 1], [2, 2]])
     before = path.read_bytes()
@@ -130,6 +137,7 @@ def test_disk_full_keeps_the_previous_state(small_tmpfs):
     assert not [p for p in small_tmpfs.iterdir() if p.suffix == ".tmp"]  # no temp litter
 
 
+@STATE_FAULT
 def test_read_only_state_folder(small_tmpfs):
     path = write_samples(small_tmpfs, [[1, 1]])
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)

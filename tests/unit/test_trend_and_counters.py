@@ -12,6 +12,8 @@ from prtg_ai.maths.backoff import backoff_s
 from prtg_ai.maths.counters import counter_delta, counter_rate, is_saturated
 from prtg_ai.maths.trend import gross_increase_rate, last_changepoint, least_squares_slope, thin, upper_envelope
 
+pytestmark = pytest.mark.reliability("property tests (rates, trends)")
+
 times = st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=False)
 counts = st.integers(min_value=0, max_value=2 ** 64 - 1)
 

@@ -252,6 +252,12 @@ def _max_attempts(env) -> int:
     return max(1, min(MAX_ATTEMPTS, wanted))
 
 
+def _check_mapped(service: str, op: str) -> None:
+    """Refuse a call the IAM tables do not list: the shipped policies would deny it to every user."""
+    if (service, op) not in IAM_ACTIONS and (service, op) not in ACT_IAM_ACTIONS:
+        raise LookupError(f"AWS {service} {op} is in neither IAM_ACTIONS nor ACT_IAM_ACTIONS")
+
+
 def _count_send(service: str, **_kwargs) -> None:
     SENT[service] += 1
 
@@ -336,6 +342,7 @@ class Aws:
         return client
 
     def _call(self, service: str, region: str | None, op: str, **kwargs) -> dict:
+        _check_mapped(service, op)
         doing(f"AWS {service} {op}")
         CALLED.add((service, op))
         try:
@@ -406,6 +413,7 @@ class Aws:
         """
         from botocore import xform_name
 
+        _check_mapped(service, op)
         try:
             client = self._client(service, region)
         except Exception as exc:

@@ -98,6 +98,9 @@ class Http:
     def call(self, service: str, op: str, method: str, url: str, *, token: str | None = None,
              params=None, body=None, headers=None) -> tuple[dict, dict]:
         """Send one request; return (parsed JSON body, response headers) or raise ``CloudError``."""
+        if (service, op) not in self.actions:
+            # A call the shipped role does not grant would be denied for every user who set it up.
+            raise LookupError(f"{self.cloud} {service} {op} is not in the backend's table of role permissions")
         CALLED.add((service, op))
         SENT[service] += 1
         sent_headers = dict(headers or {})

@@ -64,6 +64,12 @@ class CheckpointVolumeSensor(Sensor):
               minimum=0.1, maximum=50.0, metavar="DURATION"),
     )
 
+    def __init__(self, ctx, values, usage=disk.fs_usage):
+        super().__init__(ctx, values)
+        # Filesystem usage of a folder (path or open descriptor) -> disk.FsUsage: statvfs by
+        # default; unit tests hand in a scripted sequence to check the trend without mounts.
+        self.usage = usage
+
     def run(self) -> SensorResult:
         path: Path = self.values["path"]
         window: float = self.values["window"]
@@ -94,7 +100,7 @@ class CheckpointVolumeSensor(Sensor):
 
     def _read(self, where, patterns: list[str], budget: float):
         """Capacity, the matching entries and the newest one's size, from a path or an open folder."""
-        usage = disk.fs_usage(where)
+        usage = self.usage(where)
         scan = disk.scan_top_level(where, patterns, budget, self.ctx.monotonic)
         newest = max(scan.entries, key=lambda e: (e.mtime, e.name), default=None)
         newest_size, size_complete = None, True
