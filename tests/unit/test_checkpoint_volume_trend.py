@@ -36,16 +36,17 @@ class ScriptedUsage:
                        readonly=False)
 
 
-def scans(tmp_path, make_ctx, clock, samples, *argv):
-    """One scan per sample, ``SCAN`` seconds apart; every result is checked as PRTG would; returns them all."""
+def scans(tmp_path, make_ctx, clock, samples, *argv, steps=None):
+    """One scan per sample, ``SCAN`` seconds apart (or ``steps``: seconds the clock moves before each);
+    every result is checked as PRTG would; returns them all."""
     folder = tmp_path / "ckpt"
     folder.mkdir(exist_ok=True)
     usage = ScriptedUsage(samples)
     ctx = make_ctx()
     values = resolve(CheckpointVolumeSensor.params, ["--path", str(folder), *argv], ctx.env)
     results = []
-    for _ in samples:
-        clock.advance(SCAN)
+    for step in steps or [SCAN] * len(samples):
+        clock.advance(step)
         result = CheckpointVolumeSensor(ctx, values, usage=usage).run()
         check_result("checkpoint_volume", result)
         results.append(result)
@@ -148,3 +149,15 @@ def test_samples_older_than_the_window_leave_the_trend(tmp_path, make_ctx, clock
     # Gross: 6 one-GiB steps over the 3600 s kept = 6 GiB/h.
     assert ch["Gross Write Rate"] == pytest.approx(6.0)
     assert ch["Time To Full"] == pytest.approx(14.0)  # 84 / 6
+
+
+def test_a_clock_stepped_back_drops_the_later_samples_and_restarts(tmp_path, make_ctx, clock):
+    # Five scans ten minutes apart, then the clock steps back 25 minutes (an NTP correction).
+    steps = [SCAN] * 5 + [-1500.0]
+    results = scans(tmp_path, make_ctx, clock, [(10, 100), (11, 100), (12, 100), (13, 100), (14, 100), (15, 100)],
+                    steps=steps)
+    assert channels(results[4])["Fill Trend"] == 3
+    ch = channels(results[-1])
+    # Kept: the samples at 600 s and 1200 s (not after "now", 1500 s) plus the new one: 900 s, too short.
+    assert ch["Fill Trend"] == 0 and "Growth Rate" not in ch
+    assert "Collecting baseline (trend restarted: the clock moved back): 3 sample(s) over 15m" in results[-1].message()
