@@ -21,7 +21,7 @@ from fakes.kube_api import FakeKubeApi
 from prtg_ai.core.context import Context
 from prtg_ai.core.policy import ClientPolicy
 from prtg_ai.core.runtime import run_sensor
-from sec_support import attack, leak_check
+from security.sec_support import attack, leak_check
 from support import check_result
 
 NAME = "api.rebind.test"
