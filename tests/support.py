@@ -125,7 +125,7 @@ def catalogue_coverage() -> dict[str, tuple[int, list[str]]] | None:
 
 
 def whole_suite_collected() -> bool:
-    """Whether this session collected every test file under tests/ (what full coverage needs)."""
+    """Whether this session runs tests of every test file under tests/ (what full coverage needs)."""
     return {str(p) for p in (REPO / "tests").rglob("test_*.py")} <= COLLECTED_FILES
 
 
