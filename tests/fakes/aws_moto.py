@@ -10,8 +10,9 @@ Topology (everything on 127.0.0.1, ports chosen by the OS):
 moto supplies EC2 (instances of GPU types, DescribeInstanceTypes GpuInfo/NeuronInfo,
 spot price history at its constant 0.00001), CloudWatch (metrics put by the test),
 Budgets and Cost Explorer results queued through its ``/moto-api`` (FIFO per distinct
-request body). Used by ``tests/e2e/test_gpu_spend_moto.py``, the stop-idle-gpus e2e
-test, the AWS fault tests of the reliability suite and the Cost Explorer benchmarks.
+request body). Used by the gpu_spend and stop-idle-gpus e2e tests, the AWS fault tests
+of the reliability suite, the Cost Explorer attack of the security suite and the
+Cost Explorer benchmarks.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ ON_DEMAND = {  # $/h the pricing fake answers (us-east-1 list prices of late 202
     "inf2.48xlarge": 12.98, "trn1.32xlarge": 21.50, "g6.xlarge": 0.805, "m5.large": 0.096,
 }
 MOTO_SPOT = 0.00001  # moto's constant spot price
+
+
 # -- the front: counting proxy, Pricing / forecast fake, fault injection ---------------
 class Front:
     def __init__(self, moto_port: int):
