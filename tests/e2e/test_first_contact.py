@@ -20,7 +20,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fakes.gpu_cases import TESTCASES
 from fakes.inference_server import FakeModelServer
@@ -28,7 +28,7 @@ from fakes.kube_api import FakeKubeApi
 from prtg_ai.prtg.validate import validate
 from prtg_ai.build.templates import AGENT_PORT
 from reliability.rel_support import clean_env, free_port, http_get, prtg_ai_script
-from support import legacy_worst
+from support import check_channels, legacy_worst
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "tests" / "fakes" / "shim"
@@ -121,6 +121,11 @@ def test_new_admin_gets_green_http_sensors_with_no_hand_edits(tmp_path, certific
                     doc = json.loads(text)
                     assert "error" not in doc["prtg"], (path.name, url.path, doc)
                     assert legacy_worst(doc) != "error", (path.name, url.path, doc["prtg"].get("text"))
+                    # Each channel as the catalogue defines it; a node template's expected_gpus=N is
+                    # gpu_host's lower error limit on GPUs.
+                    expected = parse_qs(url.query).get("expected_gpus")
+                    check_channels(url.path.rsplit("/", 1)[-1], doc,
+                                   {"gpus": {"limitminerror": int(expected[0])}} if expected else None)
                     assert TOKEN not in text
                     checked += 1
             # host + GPUs + fabric + checkpoint + node security per node template; inference; k8s_gpu + gpu_host
