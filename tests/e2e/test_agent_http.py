@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from prtg_ai.agent.app import AgentApp
 from prtg_ai.agent.auth import Authenticator
 from prtg_ai.agent.server import AgentServer, tls_context
 from prtg_ai.prtg.validate import validate
-from support import cli_env, stop_with_sigterm
+from support import check_channels, cli_env, stop_with_sigterm
 
 TOKEN = "agent-token-0123456789"
 USER, PASSWORD = "prtg", "basic-pass-98765"
@@ -73,9 +74,14 @@ def agent(tmp_path):
 
 
 def prtg_doc(response: requests.Response) -> dict:
+    """The PRTG answer of a /sensors/<id> request, checked as valid and, channel by channel, as catalogued."""
     assert response.headers["Content-Type"] == "application/json"
     assert validate(response.text) == [], response.text
-    return json.loads(response.text)
+    doc = json.loads(response.text)
+    path = urlsplit(response.url).path
+    if path.startswith("/sensors/") and "prtg" in doc:
+        check_channels(path.rsplit("/", 1)[-1], doc)
+    return doc
 
 
 def test_auth_is_required_and_enforced(agent):
