@@ -292,7 +292,7 @@ def serve_cmd(listen: str, tokens: tuple[str, ...], token_file: str | None, basi
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     methods = ", ".join(auth.methods) or "none"
     sys.exit(serve(server, announce=lambda m: click.echo(
-        f"{m} (auth: {methods})" if "listening" in m else m)))
+        f"{m} (auth: {methods})" if "listening" in m else m), sensor_ids=app.served))
 
 
 def _agent_app(auth, folder: Path, host: str, cache_ttl: float, allow_paths: tuple[str, ...],
