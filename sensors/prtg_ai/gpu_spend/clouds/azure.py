@@ -172,14 +172,14 @@ class Provider(engine.ProviderBase):
     @staticmethod
     def _config(v) -> dict:
         sub = (v.get("subscription") or "").strip()
-        if not cp.match(cp.SUBSCRIPTION, sub):
+        if not cp.is_subscription(sub):
             raise ConfigError("subscription", "give the Azure subscription id (a GUID) with --cloud azure"
                               if not sub else "is not a subscription id (a GUID)")
         rg = (v.get("resource_group") or "").strip() or None
-        if rg and not cp.match(cp.RESOURCE_GROUP, rg):
+        if rg and not cp.is_group_name(rg):
             raise ConfigError("resource_group", "is not a resource group name")
         mg = (v.get("management_group") or "").strip() or None
-        if mg and not cp.match(cp.MANAGEMENT_GROUP, mg):
+        if mg and not cp.is_group_name(mg):
             raise ConfigError("management_group", "is not a management group id")
         if rg and mg:
             raise ConfigError("management_group", "give either --resource-group or --management-group")

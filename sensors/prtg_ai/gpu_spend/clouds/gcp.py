@@ -157,19 +157,19 @@ class Provider(engine.ProviderBase):
     @staticmethod
     def _config(v) -> dict:
         table = (v.get("billing_table") or "").strip()
-        m = cp.match(cp.BILLING_TABLE, table)
-        if not m:
+        parts = cp.billing_table(table)
+        if parts is None:
             raise ConfigError("billing_table", "give the billing export table as PROJECT.DATASET.TABLE with --cloud gcp"
                               if not table else "is not a BigQuery table name PROJECT.DATASET.TABLE")
         projects = list(v.get("project") or ())
         for p in projects:
-            if not cp.match(cp.PROJECT, p):
+            if not cp.is_project(p):
                 raise ConfigError("project", f"{p[:40]!r} is not a Google Cloud project id")
         account = (v.get("billing_account") or "").strip().upper() or None
-        if account and not cp.match(cp.BILLING_ACCOUNT, account):
+        if account and not cp.is_billing_account(account):
             raise ConfigError("billing_account", "is not a billing account id XXXXXX-XXXXXX-XXXXXX")
-        return {"table": table, "query_project": m.group("project"),
-                "projects": sorted(set(projects)) or [m.group("project")], "billing_account": account,
+        return {"table": table, "query_project": parts[0],
+                "projects": sorted(set(projects)) or [parts[0]], "billing_account": account,
                 "max_bytes": int(float(v["max_billed_gb"]) * 1e9),
                 "budget": v.get("budget"), "budget_name": (v.get("budget_name") or "").strip() or None,
                 "cost_ttl_s": float(v["ce_refresh_hours"]) * 3600.0, "live_ttl_s": float(v["live_refresh"])}
