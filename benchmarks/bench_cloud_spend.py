@@ -79,7 +79,7 @@ def _day(args: list[str], env: dict) -> tuple[int, float]:
 def _naive_gcp_bytes(env: dict) -> int:
     """What one uncached, unpartitioned query of the same columns bills (the fake evaluates it)."""
     from prtg_ai.backends.gcp import Gcp
-    from prtg_ai.gpu_spend.clouds import gcp as provider
+    from prtg_ai.gpu_spend import gcp as provider
 
     sql = provider.QUERY.format(table=TABLE).replace(
         "_PARTITIONTIME >= TIMESTAMP(DATE_SUB(@start, INTERVAL 1 DAY))\n  AND ", "")

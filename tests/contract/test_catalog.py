@@ -6,11 +6,13 @@ here). Catalogue -> code: every row is emitted by some test (at the end of a who
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from prtg_ai.catalog import COLUMNS, catalogued_sensors, load
+from prtg_ai.catalog import CATALOG_DIR, COLUMNS, catalogued_sensors, csv_fields, load
 from prtg_ai.catalog.lookups import load_lookups
 from prtg_ai.core import registry
 from prtg_ai.prtg.units import SIZES, SPEED_TIMES, UNITS, V2_MIN_ID
@@ -112,3 +114,22 @@ def test_the_result_check_refuses_uncatalogued_channels_and_undefined_lookup_val
         check_channels("checkpoint_volume", _doc(Channel("Spare", 1)))
     with pytest.raises(AssertionError, match="which lookup prtgai.checkpoint.filltrend does not define"):
         check_channels("checkpoint_volume", _doc(load("checkpoint_volume").make("fill_trend", 9)))
+
+
+QUOTING_CASES = ['a,b,c', 'a,"b,c",d', '"x ""y"" z",1', '"",""', 'a,,b', '"a""",b', ',', 'a,', '""""', 'a,"b"',
+                 '"a,""b"",c",d,"e"', 'plain text with spaces,"quoted, with comma"']
+
+
+@pytest.mark.parametrize("line", QUOTING_CASES)
+def test_the_catalogue_line_reader_splits_like_the_csv_module(line):
+    assert csv_fields(line) == next(csv.reader([line]))
+
+
+def test_every_catalogue_file_reads_as_the_csv_module_reads_it():
+    files = sorted(Path(CATALOG_DIR).glob("*.csv"))
+    assert len(files) >= 10
+    for path in files:
+        with open(path, encoding="utf-8", newline="") as fh:
+            expected = [row for row in csv.reader(fh) if row]
+        lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip("\r")]
+        assert [csv_fields(line.rstrip("\r")) for line in lines] == expected, path.name

@@ -266,7 +266,7 @@ def test_management_group_scope_reads_costs_there_and_vms_from_the_subscription(
 
 
 def test_the_daily_request_cap_stops_refreshes(azure, scan, clock, monkeypatch):
-    from prtg_ai.gpu_spend.clouds import engine
+    from prtg_ai.gpu_spend import cloud_engine as engine
 
     monkeypatch.setattr(engine, "DAILY_REQUEST_CAP", 3)
     scan()

@@ -82,8 +82,8 @@ def test_a_cache_hit_imports_no_cloud_library(tmp_path):
     from prtg_ai.gpu_spend import spend_model as sm
     from prtg_ai.gpu_spend.ce_cache import SharedCache
     from prtg_ai.core.context import Context
-    from prtg_ai.gpu_spend.clouds import azure as az
-    from prtg_ai.gpu_spend.clouds import gcp as gc
+    from prtg_ai.gpu_spend import azure as az
+    from prtg_ai.gpu_spend import gcp as gc
 
     now = time.time()
     env = {}
@@ -134,8 +134,8 @@ def test_failed_refreshes_serve_the_cache_with_its_age_or_warn(tmp_path, cloud, 
     from prtg_ai.core.runtime import run_sensor
     from prtg_ai.gpu_spend import spend_model as sm
     from prtg_ai.gpu_spend.ce_cache import SharedCache
-    from prtg_ai.gpu_spend.clouds import azure as az
-    from prtg_ai.gpu_spend.clouds import gcp as gc
+    from prtg_ai.gpu_spend import azure as az
+    from prtg_ai.gpu_spend import gcp as gc
 
     now = time.time()
     ctx = Context(state_dir=tmp_path, env={})

@@ -14,7 +14,6 @@ Names may contain ``{instance}`` (per-port, per-GPU channels); such a row reserv
 
 from __future__ import annotations
 
-import csv
 import os
 from functools import lru_cache
 
@@ -118,39 +117,80 @@ class Catalog:
         return self.specs[key].make(value, **kwargs)
 
 
+def csv_fields(line: str) -> list[str]:
+    """The fields of one line of a catalogue file (RFC 4180 quoting; a field never spans lines).
+
+    Not the csv module: every scan reads the catalogue, and importing csv cost about
+    2 ms of CPU, 5 % of the budget of the row "start-up: gpu_spend from a fresh cache"
+    (benchmarks/bench_spend_startup.py). tests/contract/test_catalog.py holds this to
+    csv.reader on every catalogue file and on hand-made quoting cases.
+    """
+    if '"' not in line:
+        return line.split(",")
+    fields, current = [], ""
+    parts = line.split('"')  # even indexes lie outside quotes, odd ones inside
+    for i, part in enumerate(parts):
+        if i % 2:
+            current += part
+        elif 0 < i < len(parts) - 1 and part == "":
+            current += '"'  # "" inside a quoted field: one quote
+        else:
+            pieces = part.split(",")
+            current += pieces[0]
+            for piece in pieces[1:]:
+                fields.append(current)
+                current = piece
+    fields.append(current)
+    return fields
+
+
+def read_rows(path: str) -> list[dict[str, str]]:
+    """The rows of a catalogue file as dicts by column (its header must be ``COLUMNS``)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        lines = [line[:-1] if line.endswith("\r") else line for line in fh.read().split("\n")]
+    header = tuple(csv_fields(lines[0])) if lines else ()
+    if header != COLUMNS:
+        raise ValueError(f"{os.path.basename(path)}: columns must be {COLUMNS}")
+    rows = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line:
+            continue
+        fields = csv_fields(line)
+        if len(fields) != len(COLUMNS):
+            raise ValueError(f"{os.path.basename(path)}:{number}: {len(fields)} fields, not {len(COLUMNS)}")
+        rows.append(dict(zip(COLUMNS, fields)))
+    return rows
+
+
 def _read_rows(path: str, sensor: str) -> dict[str, ChannelSpec]:
     specs: dict[str, ChannelSpec] = {}
     name = os.path.basename(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{name}: columns must be {COLUMNS}")
-        for row in reader:
-            key = row["key"]
-            if key in specs:
-                raise ValueError(f"{name}: duplicate key {key!r}")
-            specs[key] = ChannelSpec(
-                sensor=sensor,
-                key=key,
-                name=row["name"],
-                unit=row["unit"] or "Custom",
-                customunit=row["customunit"] or None,
-                speedsize=row["speedsize"] or None,
-                volumesize=row["volumesize"] or None,
-                speedtime=row["speedtime"] or None,
-                float=row["float"] == "1",
-                lookup=row["lookup"] or None,
-                limitmode=row["limitmode"] == "1",
-                limitmaxerror=_num(row["limitmaxerror"]),
-                limitmaxwarning=_num(row["limitmaxwarning"]),
-                limitminwarning=_num(row["limitminwarning"]),
-                limitminerror=_num(row["limitminerror"]),
-                limitwarningmsg=row["limitwarningmsg"] or None,
-                limiterrormsg=row["limiterrormsg"] or None,
-                v2_id=int(row["v2_id"]),
-                v2_span=int(row["v2_span"] or 1),
-                description=row["description"],
-            )
+    for row in read_rows(path):
+        key = row["key"]
+        if key in specs:
+            raise ValueError(f"{name}: duplicate key {key!r}")
+        specs[key] = ChannelSpec(
+            sensor=sensor,
+            key=key,
+            name=row["name"],
+            unit=row["unit"] or "Custom",
+            customunit=row["customunit"] or None,
+            speedsize=row["speedsize"] or None,
+            volumesize=row["volumesize"] or None,
+            speedtime=row["speedtime"] or None,
+            float=row["float"] == "1",
+            lookup=row["lookup"] or None,
+            limitmode=row["limitmode"] == "1",
+            limitmaxerror=_num(row["limitmaxerror"]),
+            limitmaxwarning=_num(row["limitmaxwarning"]),
+            limitminwarning=_num(row["limitminwarning"]),
+            limitminerror=_num(row["limitminerror"]),
+            limitwarningmsg=row["limitwarningmsg"] or None,
+            limiterrormsg=row["limiterrormsg"] or None,
+            v2_id=int(row["v2_id"]),
+            v2_span=int(row["v2_span"] or 1),
+            description=row["description"],
+        )
     return specs
 
 

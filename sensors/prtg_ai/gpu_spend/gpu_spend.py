@@ -42,7 +42,7 @@ from prtg_ai.gpu_spend import ce_cache
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
 from prtg_ai.gpu_spend.cloud_params import CLOUD_PARAMS
-from prtg_ai.maths.dates import datetime, timedelta, timezone
+from prtg_ai.gpu_spend.dates import datetime, timedelta, timezone
 from prtg_ai.prtg.model import SensorResult
 
 IDENTITY_TTL_S = 86400.0        # re-check the account behind the credentials daily (free STS call)
@@ -114,7 +114,7 @@ class GpuSpendSensor(Sensor):
               default=1800.0, minimum=600.0, maximum=86400.0, metavar="DURATION"),
         Param("family", "str", "instance families counted as GPU spend (repeatable or comma-separated; "
               "default: every GPU/accelerator family)", multiple=True, metavar="FAMILY"),
-    ) + CLOUD_PARAMS  # --cloud azure|gcp and their scope parameters (prtg_ai.gpu_spend.clouds)
+    ) + CLOUD_PARAMS  # --cloud azure|gcp and their scope parameters (prtg_ai.gpu_spend)
 
     # -- parameters --------------------------------------------------------------
     def _config(self) -> _Config:
@@ -517,13 +517,13 @@ class GpuSpendSensor(Sensor):
 
 
 def _other_cloud(sensor: GpuSpendSensor, cloud: str) -> SensorResult:
-    """Azure and Google Cloud: the same channels from ``prtg_ai.gpu_spend.clouds`` (imported only for them)."""
-    from prtg_ai.gpu_spend.clouds import engine
+    """Azure and Google Cloud: the same channels from ``prtg_ai.gpu_spend`` (imported only for them)."""
+    from prtg_ai.gpu_spend import cloud_engine as engine
 
     if cloud == "azure":
-        from prtg_ai.gpu_spend.clouds.azure import Provider
+        from prtg_ai.gpu_spend.azure import Provider
     else:
-        from prtg_ai.gpu_spend.clouds.gcp import Provider
+        from prtg_ai.gpu_spend.gcp import Provider
     return engine.run(sensor, Provider(sensor))
 
 
@@ -541,7 +541,7 @@ def _trim(entries: dict) -> None:
 def usable_parts(live, cost, cloud: str) -> tuple[bool, bool]:
     """(live data present, cost data present); raises when access is denied or there is no data at all.
 
-    Shared by every cloud (``spend_clouds.engine``): a denial or missing credentials is the
+    Shared by every cloud (``cloud_engine``): a denial or missing credentials is the
     answer whatever the cache holds; stale data is served with its age.
     """
     for part in (live, cost):
@@ -565,7 +565,7 @@ def error_text(error) -> str:
 
 
 def closing_notes(result: SensorResult, now: float, parts, notes: list[str], hint=None) -> None:
-    """The notes every cloud's summary ends with (shared by ``clouds.engine``).
+    """The notes every cloud's summary ends with (shared by ``cloud_engine``).
 
     ``parts``: (name, how the served data is called, part, usable), live data first.
     A failed part still usable is served with its error and age (``hint(name, data)``

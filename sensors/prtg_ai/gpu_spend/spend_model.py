@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 
-from prtg_ai.maths.dates import date, datetime, timedelta, timezone
+from prtg_ai.gpu_spend.dates import date, datetime, timedelta, timezone
 
 # No dataclasses, calendar or typing at run time: a script sensor pays every import on every scan.
 TYPE_CHECKING = False

@@ -27,11 +27,11 @@ from __future__ import annotations
 import re
 
 from prtg_ai.core.errors import ConfigError
+from prtg_ai.gpu_spend import cloud_engine as engine
 from prtg_ai.gpu_spend import cloud_params as cp
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
-from prtg_ai.gpu_spend.clouds import engine
-from prtg_ai.maths.dates import date, datetime, timedelta, timezone
+from prtg_ai.gpu_spend.dates import date, datetime, timedelta, timezone
 
 COST_CATEGORIES = ["Virtual Machines"]
 # MeterSubCategory of GPU VM series ("NCads A100 v4 Series", "NDv2 Series", "NVadsA10 v5 Series Windows"...).

@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 
 from prtg_ai.core.errors import ConfigError
+from prtg_ai.gpu_spend import cloud_engine as engine
 from prtg_ai.gpu_spend import cloud_params as cp
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
-from prtg_ai.gpu_spend.clouds import engine
-from prtg_ai.maths.dates import date
+from prtg_ai.gpu_spend.dates import date
 
 # UNCONFIRMED: billing SKU descriptions of accelerators and accelerator-optimised machine types
 # ("Nvidia Tesla A100 GPU running in Americas", "A3 Instance Core running in ...", "TPU v5e ...").

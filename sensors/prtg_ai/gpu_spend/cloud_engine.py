@@ -24,8 +24,8 @@ import math
 from prtg_ai.gpu_spend import ce_cache
 from prtg_ai.gpu_spend import spend_model as sm
 from prtg_ai.gpu_spend.ce_cache import SharedCache
+from prtg_ai.gpu_spend.dates import date, timedelta
 from prtg_ai.gpu_spend.gpu_spend import closing_notes, usable_parts
-from prtg_ai.maths.dates import date, timedelta
 from prtg_ai.prtg.model import SensorResult
 
 COST_BACKOFF_S = 900.0
