@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("moto.server")
-from moto.server import ThreadedMotoServer  # noqa: E402
 
 from fakes import aws_moto  # noqa: E402
 from prtg_ai.actions import audit  # noqa: E402
@@ -109,27 +108,17 @@ def cbor_text_map(doc: dict[str, str]) -> bytes:
     return bytes([0xA0 + len(doc)]) + b"".join(text(k) + text(v) for k, v in doc.items())
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}", port
-    server.stop()
+moto_server = aws_moto.moto_server  # the shared module-scoped moto (tests/fakes/aws_moto.py)
 
 
 @pytest.fixture(scope="module")
-def front(moto_url):
-    fr = StopFront(moto_url[1])
-    fr.thread.start()
-    yield fr
-    fr.server.shutdown()
-    fr.server.server_close()
+def front(moto_server):
+    yield from aws_moto.running_front(StopFront, moto_server[1])
 
 
 @pytest.fixture
-def aws(moto_url, front, tmp_path):
-    url = moto_url[0]
+def aws(moto_server, front, tmp_path):
+    url = moto_server[0]
     urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=10).read()
     front.reset()
     state = tmp_path / "state"

@@ -287,14 +287,21 @@ def moto_server():
     server.stop()
 
 
+def running_front(front_class, moto_port: int):
+    """Start a counting front (``Front`` or a subclass) before moto's port; yield it, stop it after."""
+    fr = front_class(moto_port)
+    fr.thread.start()
+    try:
+        yield fr
+    finally:
+        fr.server.shutdown()
+        fr.server.server_close()
+
+
 @pytest.fixture(scope="module")
 def front(moto_server):
     """The counting front in front of ``moto_server``, for one test module."""
-    fr = Front(moto_server[1])
-    fr.thread.start()
-    yield fr
-    fr.server.shutdown()
-    fr.server.server_close()
+    yield from running_front(Front, moto_server[1])
 
 
 @pytest.fixture
