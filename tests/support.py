@@ -263,3 +263,15 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def require_netns() -> None:
+    """Skip the calling test unless it may create network namespaces (root and iproute2's ``ip``)."""
+    import shutil
+
+    import pytest
+
+    if not is_root():
+        pytest.skip("needs root: the test creates network namespaces and a veth pair (ip netns add)")
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's `ip` command to create network namespaces")
+
+

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from prtg_ai.prtg.validate import validate
-from support import channels, check_channels, cli_env, is_root
+from support import channels, check_channels, cli_env, require_netns
 
 pytestmark = pytest.mark.root
 
@@ -75,10 +74,7 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def veth_pair(tmp_path):
-    if not is_root():
-        pytest.skip("needs root: the test creates network namespaces and a veth pair (ip netns add)")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2's `ip` command to create network namespaces")
+    require_netns()
     tok = secrets.token_hex(3)
     net = 1 + secrets.randbelow(250)
     a = Side(f"prtgai-ew-{tok}-a", f"pew{tok}a", f"10.254.{net}.1", f"02:ee:{tok[:2]}:{tok[2:4]}:{tok[4:]}:0a",

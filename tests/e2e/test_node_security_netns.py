@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from prtg_ai.prtg.validate import validate
-from support import check_channels, cli_env, is_root
+from support import check_channels, cli_env, require_netns
 
 pytestmark = pytest.mark.root
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "ai_services.py"
@@ -33,10 +32,7 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def namespace():
-    if not is_root():
-        pytest.skip("needs root: the test creates network namespaces and a veth pair (ip netns add)")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2's `ip` command to create network namespaces")
+    require_netns()
     tok = secrets.token_hex(3)
     net = 1 + secrets.randbelow(250)
     a, b = f"i15-{tok}-a", f"i15-{tok}-b"
