@@ -307,10 +307,8 @@ class Run:
             # Read again under the lock: another run (or a person) may have stopped or re-tagged it.
             now_seen = session.instances_for_review(d.region, [inst["id"]])
         except AwsError as exc:
-            d.decision, d.action = "fail", "stop-failed"
-            d.reason = f"not stopped: its state could not be re-checked ({_problem(exc)})"
-            self._error(d.region, "recheck", exc, inst["id"])
-            self._write(d)
+            self._stop_failed(d, "recheck", exc, inst["id"],
+                              f"not stopped: its state could not be re-checked ({_problem(exc)})")
             return
         current = now_seen[0] if now_seen else {"state": "gone", "tags": {}}
         if current.get("state") != "running":
@@ -327,10 +325,7 @@ class Run:
         try:
             state = session.stop_instance(d.region, inst["id"], hibernate=d.hibernate)
         except AwsError as exc:
-            d.decision, d.action = "fail", "stop-failed"
-            d.reason = f"{verb} failed: {_problem(exc)}"
-            self._error(d.region, "stop", exc, inst["id"])
-            self._write(d)
+            self._stop_failed(d, "stop", exc, inst["id"], f"{verb} failed: {_problem(exc)}")
             return
         d.action = "hibernated" if d.hibernate else "stopped"
         d.evidence = {**(d.evidence or {}), "state_after": state}
@@ -347,6 +342,12 @@ class Run:
         if d not in self.decisions:
             self.decisions.append(d)
         self.log.write(d.record(self.run_id, self.mode, self.opts.trigger, self.now))
+
+    def _stop_failed(self, d: Decision, step: str, exc, instance: str, reason: str) -> None:
+        """Record a stop that AWS refused at ``step`` (re-check or stop): the decision and the error."""
+        d.decision, d.action, d.reason = "fail", "stop-failed", reason
+        self._error(d.region, step, exc, instance)
+        self._write(d)
 
     def _error(self, region: str, step: str, exc, instance: str | None = None) -> None:
         entry = {"region": region, "step": step, "error_kind": getattr(exc, "kind", "failed"), "text": _problem(exc)}
