@@ -174,6 +174,23 @@ def legacy_worst(doc: dict) -> str:
     return worst
 
 
+def spend_scanner(tmp_path, clock, args: list[str], day):
+    """``scan(*extra, state=...)`` -> (result, checked doc): ``gpu_spend`` in-process at ``day`` with ``args``.
+
+    The cloud e2e tests' scan: the environment is the one the test set up (its local cloud).
+    """
+    from prtg_ai.core.context import Context
+    from prtg_ai.core.runtime import run_sensor
+
+    clock.now = day.timestamp()
+
+    def scan(*extra, state="state"):
+        ctx = Context(state_dir=tmp_path / state, clock=clock, env=dict(os.environ))
+        result = run_sensor("gpu_spend", args + [str(a) for a in extra], ctx)
+        return result, check_result("gpu_spend", result)
+    return scan
+
+
 def check_result(sensor_id: str, result: SensorResult, limits: dict[str, dict] | None = None) -> dict:
     """Render ``result`` both ways, assert PRTG accepts both and the catalogue matches; return legacy JSON.
 

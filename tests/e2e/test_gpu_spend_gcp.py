@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("google.auth")
 
 from fakes.gcp_fake import TOKEN, FakeGcp  # noqa: E402
-from support import channels, check_result  # noqa: E402
+from support import channels, spend_scanner  # noqa: E402
 
 from prtg_ai.backends import cloud_http  # noqa: E402
 from prtg_ai.core.context import Context  # noqa: E402
@@ -47,13 +47,7 @@ def gcp(monkeypatch, tmp_path):
 
 @pytest.fixture
 def scan(tmp_path, clock):
-    clock.now = DAY.timestamp()
-
-    def _scan(*extra, state="state"):
-        ctx = Context(state_dir=tmp_path / state, clock=clock, env=dict(os.environ))
-        result = run_sensor("gpu_spend", ARGS + [str(a) for a in extra], ctx)
-        return result, check_result("gpu_spend", result)
-    return _scan
+    return spend_scanner(tmp_path, clock, ARGS, DAY)
 
 
 def test_channels_match_the_hand_computed_totals(gcp, scan):
