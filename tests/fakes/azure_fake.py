@@ -28,7 +28,6 @@ import re
 import threading
 import time
 from datetime import date, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 from fakes.loopback import ApiFake
 
@@ -80,12 +79,10 @@ class FakeAzure(ApiFake):
         return f"?:{method} {path}"
 
     def handle(self, handler, method: str):
-        parts = urlsplit(handler.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length) or b"null") if length else None
-        op = self.operation(method, parts.path)
-        fault = self.log_request(handler, op, method, parts.path, query, body)
+        path, query, raw = self.read_request(handler)
+        body = json.loads(raw) if raw else None
+        op = self.operation(method, path)
+        fault = self.log_request(handler, op, method, path, query, body)
         if fault:
             return self.send(handler, fault[0], fault[2], fault[1])
         if op == "msi":
@@ -100,15 +97,15 @@ class FakeAzure(ApiFake):
             return self.send(handler, 401, {"error": {"code": "InvalidAuthenticationToken",
                                                       "message": "The access token is invalid."}})
         if op == "costmanagement:Query":
-            return self.cost_query(handler, parts.path, query, body)
+            return self.cost_query(handler, path, query, body)
         if op == "costmanagement:Forecast":
             return self.forecast(handler, body)
         if op == "consumption:Budgets":
             return self.send(handler, 200, {"value": self.scenario.get("budgets", [])})
         if op == "compute:VirtualMachinesListAll":
-            return self.vms(handler, parts.path, query)
+            return self.vms(handler, path, query)
         if op == "monitor:MetricsList":
-            return self.metrics(handler, parts.path, query)
+            return self.metrics(handler, path, query)
         return self.send(handler, 404, {"error": {"code": "NotFound", "message": "no such route"}})
 
     # -- Cost Management ------------------------------------------------------------------

@@ -27,7 +27,6 @@ import os
 import re
 import threading
 from datetime import date, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 from fakes.loopback import ApiFake
 
@@ -96,32 +95,29 @@ class FakeGcp(ApiFake):
         return f"?:{method} {path}"
 
     def handle(self, handler, method: str):
-        parts = urlsplit(handler.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        op = self.operation(method, parts.path)
+        path, query, raw = self.read_request(handler)
+        op = self.operation(method, path)
         body = json.loads(raw) if raw and op != "oauth:token" else None
-        fault = self.log_request(handler, op, method, parts.path, query, body)
+        fault = self.log_request(handler, op, method, path, query, body)
         if fault:
             return self.send(handler, fault[0], fault[2], fault[1])
         if op == "metadata":
-            return self.metadata(handler, parts.path)
+            return self.metadata(handler, path)
         if op == "oauth:token":
             return self.oauth(handler)
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.send(handler, 401, {"error": {"code": 401, "message": "Request had invalid authentication "
                                                       "credentials.", "status": "UNAUTHENTICATED"}})
         if op == "bigquery:jobs.query":
-            return self.query(handler, parts.path, body)
+            return self.query(handler, path, body)
         if op == "bigquery:jobs.getQueryResults":
-            return self.results(handler, parts.path.rsplit("/", 1)[-1], query)
+            return self.results(handler, path.rsplit("/", 1)[-1], query)
         if op == "compute:instances.aggregatedList":
             return self.instances(handler, query)
         if op == "tpu:nodes.list":
             return self.send(handler, 200, {"nodes": self.scenario.get("tpu_nodes", [])})
         if op == "billing:services.skus.list":
-            service = parts.path.split("/")[3]
+            service = path.split("/")[3]
             return self.paged(handler, self.scenario["skus"].get(service, []), "skus", query, self.sku_page)
         if op == "budgets:budgets.list":
             return self.paged(handler, self.scenario.get("budgets", []), "budgets", query, 100)

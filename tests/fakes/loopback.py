@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -71,6 +72,14 @@ class ApiFake:
 
     def close(self) -> None:
         self.loop.stop()
+
+    @staticmethod
+    def read_request(handler) -> tuple[str, dict[str, str], bytes]:
+        """(path, first value of each query parameter, raw body) of the request ``handler`` holds."""
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}, raw
 
     @staticmethod
     def send_bytes(handler, status: int, data: bytes, content_type: str, headers: dict) -> None:
